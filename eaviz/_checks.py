@@ -1,0 +1,61 @@
+"""Input checks shared by every module: errors that say what was given and what was expected."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_float_tensor(x: object, name: str) -> torch.Tensor:
+    """Raise TypeError unless ``x`` is a floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected {name} to be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"expected {name} to be a floating-point tensor, got dtype {x.dtype}; "
+            f"convert it first, e.g. {name}.float() (images: {name}.float() / 255)"
+        )
+    return x
+
+
+def check_tokens(x: object, dim: int, name: str = "x") -> torch.Tensor:
+    """Check a token tensor of shape ``(B, N, dim)``."""
+    x = check_float_tensor(x, name)
+    if x.ndim != 3 or x.shape[-1] != dim:
+        raise ValueError(f"expected {name} of shape (B, N, {dim}), got {tuple(x.shape)}")
+    return x
+
+
+def check_feature_map(x: object, channels: int, name: str = "x") -> torch.Tensor:
+    """Check a feature map of shape ``(B, channels, H, W)``."""
+    x = check_float_tensor(x, name)
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"expected {name} of shape (B, {channels}, H, W), got {tuple(x.shape)}")
+    return x
+
+
+def check_images(x: object, name: str = "images", channels: int = 3) -> torch.Tensor:
+    """Check a float image batch ``(B, 3, H, W)`` with values in [0, 1]."""
+    x = check_feature_map(x, channels, name)
+    if x.numel() and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
+        raise ValueError(
+            f"expected {name} with values in [0, 1], got range "
+            f"[{x.min().item():.3g}, {x.max().item():.3g}]; the models normalise inside, "
+            "so pass raw images scaled to [0, 1]"
+        )
+    return x
+
+
+def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
+    """Raise unless ``value`` is an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected {name} to be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"expected {name} >= {minimum}, got {value}")
+    return value
+
+
+def check_divisible(dim: int, heads: int, dim_name: str = "dim") -> None:
+    """Raise ValueError unless ``heads`` divides ``dim``."""
+    check_positive_int(heads, "heads")
+    if dim % heads:
+        raise ValueError(f"expected heads to divide {dim_name}={dim}, got heads={heads}")

@@ -1,0 +1,35 @@
+"""Models that take images in [0, 1] and a token mixer or attention head by name."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from eaviz.models.classifier import Classifier, ClassifierConfig
+from eaviz.models.segmenter import Segmenter, SegmenterConfig
+
+__all__ = ["Classifier", "ClassifierConfig", "Segmenter", "SegmenterConfig", "build_model", "config_from_dict"]
+
+CONFIGS = {"classifier": ClassifierConfig, "segmenter": SegmenterConfig}
+
+
+def config_from_dict(data: dict) -> ClassifierConfig | SegmenterConfig:
+    """Inverse of ``config.to_dict()``: ``{"kind": "classifier", ...}`` -> a config dataclass."""
+    data = dict(data)
+    kind = data.pop("kind", None)
+    if kind not in CONFIGS:
+        raise ValueError(f"expected config kind to be one of {sorted(CONFIGS)}, got {kind!r}")
+    for key in ("mean", "std"):
+        if key in data:
+            data[key] = tuple(data[key])
+    return CONFIGS[kind](**data)
+
+
+def build_model(config: ClassifierConfig | SegmenterConfig | dict) -> nn.Module:
+    """A fresh model from a config dataclass or its dict form."""
+    if isinstance(config, dict):
+        config = config_from_dict(config)
+    if isinstance(config, ClassifierConfig):
+        return Classifier(config)
+    if isinstance(config, SegmenterConfig):
+        return Segmenter(config)
+    raise TypeError(f"expected a ClassifierConfig, SegmenterConfig or dict, got {type(config).__name__}")
