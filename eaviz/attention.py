@@ -89,7 +89,8 @@ class ExternalAttention(nn.Module):
     ``y = attn @ mv.weight.T``.
 
     Initialisation follows the paper's released EANet code: ``M_k`` is drawn from
-    N(0, 2 / S) (He init over the S output units) and ``M_v`` starts as its transpose.
+    N(0, 2 / S) (He init over the S output units) and ``M_v`` starts equal to it, so the stored
+    ``mv.weight`` (d x S) starts as ``mk.weight.T``.
     """
 
     def __init__(self, dim: int, *, memory_units: int = 64, norm: str = "double") -> None:
@@ -157,7 +158,11 @@ class MultiHeadExternalAttention(nn.Module):
 
 
 class NoMixer(nn.Module):
-    """The identity: no token mixing at all, the baseline. x: (B, N, d) -> (B, N, d); attn: None."""
+    """The identity: no token mixing at all, the baseline. x: (B, N, d) -> (B, N, d); attn: None.
+
+    Inside a pre-norm block it makes ``x + norm(x)``: each token is still transformed on its
+    own, but no token ever sees another before the final pooling.
+    """
 
     def __init__(self, dim: int) -> None:
         super().__init__()

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from eaviz.attention import ExternalAttention, SelfAttention
 from eaviz.models import Classifier, ClassifierConfig
-from eaviz.train import resolve_device
+from eaviz.profile import resolve_device
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 KINDS = ("attention", "train")

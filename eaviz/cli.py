@@ -32,7 +32,8 @@ from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
 from eaviz.models.classifier import STEMS
 from eaviz.models.segmenter import BACKBONES, HEADS
 from eaviz.pretrained import RECIPES, available, train_recipe
-from eaviz.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate, load_checkpoint, resolve_device, train
+from eaviz.profile import resolve_device
+from eaviz.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate, load_checkpoint, train
 
 SEGMENTATION_TASKS = ("voc", "shapes_seg")
 # Model flags and the config field each one sets, per kind of task.

@@ -27,12 +27,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import torch
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
 from einops import rearrange, reduce, repeat
-from matplotlib.figure import Figure
 from torch import nn
 
 from eaviz._checks import check_float_tensor, check_images, check_positive_int
@@ -224,7 +223,8 @@ def plot_explanations(
             )
     rows, cols = images.shape[0], 1 + len(columns)
     height, width = images.shape[-2:]
-    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 1.8 * rows), squeeze=False)
+    fig = Figure(figsize=(1.8 * cols, 1.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i in range(rows):
         picture = rearrange(images[i], "c h w -> h w c").numpy()
         axes[i, 0].imshow(picture)
@@ -241,7 +241,6 @@ def plot_explanations(
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
     return fig
 
 
@@ -410,7 +409,8 @@ def plot_faithfulness(curves: Mapping[str, Curve | Mapping[str, Curve]]) -> Figu
     if not panels:
         raise ValueError("expected at least one curve, got none")
     modes = [m for m in MODES if m in panels]
-    fig, axes = plt.subplots(1, len(modes), figsize=(4.5 * len(modes), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(modes), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(modes), squeeze=False)
     for ax, mode in zip(axes[0], modes):
         for name, curve in panels[mode]:
             ax.plot(curve.fractions.cpu(), curve.scores.mean(dim=0).cpu(),
@@ -422,5 +422,4 @@ def plot_faithfulness(curves: Mapping[str, Curve | Mapping[str, Curve]]) -> Figu
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-VOID = 255
+from eaviz.data.dataset import VOID
 
 
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -30,9 +30,15 @@ class ConfusionMatrix:
                 f"expected predictions and targets of the same shape, got {tuple(predictions.shape)} "
                 f"and {tuple(targets.shape)}"
             )
+        c = self.num_classes
         valid = targets != VOID
-        index = targets[valid].long() * self.num_classes + predictions[valid].long()
-        self.counts += torch.bincount(index.cpu(), minlength=self.num_classes**2).view_as(self.counts)
+        if (valid & ((targets < 0) | (targets >= c))).any():
+            raise ValueError(f"expected targets in 0..{c - 1} or {VOID}, got {targets[valid].unique().tolist()}")
+        if ((predictions < 0) | (predictions >= c)).any():
+            raise ValueError(f"expected predictions in 0..{c - 1}; does the model have num_classes={c}?")
+        # Void pixels go to an extra bin that is dropped, so counting stays on the device.
+        index = torch.where(valid, targets.long() * c + predictions.long(), c * c).flatten()
+        self.counts += torch.bincount(index, minlength=c * c + 1)[:-1].view(c, c).cpu()
 
     @property
     def present(self) -> torch.Tensor:
@@ -40,6 +46,7 @@ class ConfusionMatrix:
         return self.counts.sum(dim=1) > 0
 
     def pixel_accuracy(self) -> float:
+        """Fraction of non-void pixels whose predicted class is right."""
         total = self.counts.sum()
         return (self.counts.diag().sum() / total).item() if total else float("nan")
 

@@ -19,8 +19,10 @@ import torch
 from torch import nn
 
 from eaviz import __version__
+from eaviz._io import atomic_write_text
 from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
-from eaviz.train import TrainConfig, load_checkpoint, resolve_device, save_checkpoint, train
+from eaviz.profile import resolve_device
+from eaviz.train import TrainConfig, load_checkpoint, save_checkpoint, train
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 
@@ -142,5 +144,5 @@ def train_recipe(name: str, *, root: str | Path | None = None, out: str | Path =
         CHECKPOINTS / f"{name}.pt",
         {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "config": recipe.model.to_dict(), "metrics": metrics},
     )
-    (CHECKPOINTS / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    atomic_write_text(json.dumps(card, indent=2) + "\n", CHECKPOINTS / f"{name}.json")
     return card

@@ -56,9 +56,11 @@ def current_profile() -> Profile:
     return Profile(name)
 
 
-def default_device() -> torch.device:
-    """CUDA when a GPU is visible, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when a GPU is visible, else the CPU; anything else as ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 def describe_device(device: torch.device | str) -> str:
@@ -85,7 +87,7 @@ def setup(seed: int = 0) -> tuple[Profile, torch.device]:
     """
     profile = current_profile()
     seed_everything(seed)
-    device = default_device()
+    device = resolve_device("auto")
     print(f"profile: {profile.name} | device: {describe_device(device)} | torch {torch.__version__}")
     return profile, device
 

@@ -26,10 +26,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from eaviz import __version__
-from eaviz.data.dataset import ImageDataset
-from eaviz.data.loader import VOID, BatchLoader
+from eaviz._io import atomic_save
+from eaviz.data.dataset import VOID, ImageDataset
+from eaviz.data.loader import BatchLoader
 from eaviz.metrics import ConfusionMatrix
 from eaviz.models import build_model
+from eaviz.profile import resolve_device, seed_everything
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine")
@@ -76,29 +78,18 @@ class History:
 
     @property
     def last(self) -> dict:
+        """The metrics of the last finished epoch ({} before the first)."""
         return self.epochs[-1] if self.epochs else {}
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
 
 
 def _autocast(device: torch.device, amp: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
-def _criterion(task: str, label_smoothing: float) -> nn.Module:
+def _criterion(task: str, label_smoothing: float, reduction: str = "mean") -> nn.Module:
     if task == "segmentation":
-        return nn.CrossEntropyLoss(ignore_index=VOID)
-    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        return nn.CrossEntropyLoss(ignore_index=VOID, reduction=reduction)
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing, reduction=reduction)
 
 
 def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -131,18 +122,25 @@ def evaluate(
     amp: bool = True,
     progress: bool = False,
 ) -> dict:
-    """Loss and accuracy (classification) or pixel accuracy, mIoU and per-class IoU (segmentation)."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    """Loss and accuracy (classification) or pixel accuracy, mIoU and per-class IoU (segmentation).
+
+    The loss is the mean over images (classification) or over non-void pixels (segmentation).
+    """
+    model_device = next(model.parameters()).device
+    device = torch.device(device) if device is not None else model_device
+    if device != model_device:
+        raise ValueError(f"the model is on {model_device} but device={device}; move it first: model.to({str(device)!r})")
     was_training = model.training
     model.eval()
-    criterion = _criterion(dataset.task, 0.0)
-    loss_sum, correct, seen = 0.0, 0, 0
+    criterion = _criterion(dataset.task, 0.0, reduction="sum")
+    loss_sum, correct, seen, counted = 0.0, 0, 0, 0
     confusion = ConfusionMatrix(dataset.num_classes)
     batches = BatchLoader(dataset, batch_size, device=device)
     for images, targets in tqdm(batches, desc="eval", leave=False, disable=not progress):
         with _autocast(device, amp):
             logits = model(images)
-        loss_sum += criterion(logits.float(), targets).item() * len(images)
+        loss_sum += criterion(logits.float(), targets).item()
+        counted += (targets != VOID).sum().item() if dataset.task == "segmentation" else len(images)
         predictions = logits.argmax(dim=1)
         if dataset.task == "segmentation":
             confusion.update(predictions, targets)
@@ -150,7 +148,7 @@ def evaluate(
             correct += (predictions == targets).sum().item()
         seen += len(images)
     model.train(was_training)
-    metrics = {"loss": loss_sum / seen}
+    metrics = {"loss": loss_sum / max(counted, 1)}
     if dataset.task == "segmentation":
         metrics.update(confusion.summary(dataset.classes))
     else:
@@ -160,12 +158,7 @@ def evaluate(
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
     """Write ``payload`` atomically: to a temporary file first, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_save(payload, path)
 
 
 def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -179,12 +172,30 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
     return model.to(device).eval(), checkpoint
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world_size), starting the process group when launched by torchrun."""
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world_size, this process's device), joining the process group under torchrun.
+
+    CUDA runs use NCCL with one GPU per process (``LOCAL_RANK``); CPU runs use gloo.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world_size) if world_size > 1 else (0, 1)
+    if world_size == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size, device
+
+
+def _check_resumable(state: dict, model: nn.Module, config: TrainConfig) -> None:
+    """A run resumes only with the settings it started with (the device may change)."""
+    saved = state["train_config"]
+    changed = {k: (saved.get(k), v) for k, v in asdict(config).items() if k != "device" and saved.get(k) != v}
+    if changed:
+        raise ValueError(f"resume needs the TrainConfig the run started with; these differ (saved, given): {changed}")
+    if state["config"] != model.config.to_dict():
+        raise ValueError(f"resume needs the model config {state['config']}, got {model.config.to_dict()}")
 
 
 def train(
@@ -204,10 +215,7 @@ def train(
     returns the history; ``resume`` continues from such a file. ``stop_after`` ends this call
     after that many epochs (the schedule still spans ``config.epochs``), to split a run.
     """
-    rank, world_size = _distributed()
-    device = resolve_device(config.device)
-    if world_size > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    rank, world_size, device = _distributed(resolve_device(config.device))
     seed_everything(config.seed)
     model = model.to(device)
     if config.channels_last:
@@ -240,6 +248,7 @@ def train(
     history, start_epoch = History(), 0
     if resume is not None:
         state = torch.load(resume, map_location=device, weights_only=True)
+        _check_resumable(state, model, config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -248,15 +257,19 @@ def train(
             ema.n_averaged.fill_(state["ema_n_averaged"])
         batches.generator.set_state(state["rng"]["loader"].cpu())
         torch.set_rng_state(state["rng"]["torch"].cpu())
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
         history, start_epoch = History(state["history"]), state["epoch"]
         batches.epoch = start_epoch
-    network = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
+    network = model
+    if world_size > 1:
+        network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     step_model = torch.compile(network) if config.compile else network
     criterion = _criterion(train_set.task, config.label_smoothing)
     last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, last_epoch):
         model.train()
-        started, loss_sum, seen = time.perf_counter(), 0.0, 0
+        started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress or rank != 0, leave=False)
         for images, targets in bar:
             with _autocast(device, config.amp):
@@ -267,15 +280,16 @@ def train(
             scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
-            loss_sum += loss.item() * len(images)
+            loss_sum += loss.detach() * len(images)  # stays on the device: no sync per step
             seen += len(images)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
+            if bar.n % 50 == 0:
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
         row = {
             "epoch": epoch + 1,
-            "train_loss": loss_sum / seen,
+            "train_loss": loss_sum.item() / seen,
             "lr": scheduler.get_last_lr()[0],
             "seconds": seconds,
             "images_per_s": seen * world_size / seconds,
@@ -298,7 +312,11 @@ def train(
                     "ema_n_averaged": int(ema.n_averaged) if ema is not None else 0,
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "rng": {"loader": batches.generator.get_state(), "torch": torch.get_rng_state()},
+                    "rng": {
+                        "loader": batches.generator.get_state(),
+                        "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    },
                     "epoch": epoch + 1,
                     "history": history.epochs,
                     "config": model.config.to_dict(),
@@ -310,5 +328,5 @@ def train(
                 },
             )
     if world_size > 1:
-        dist.barrier()
+        dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
     return history

@@ -3,6 +3,7 @@
 import torch
 
 from eaviz.data import BatchLoader, ImageDataset
+from eaviz.data.loader import scale_crop_flip
 
 
 def classification_set(n=10, size=8):
@@ -57,3 +58,18 @@ def test_ranks_take_disjoint_shards():
     data = classification_set(n=10)
     shards = [torch.cat([t for _, t in BatchLoader(data, 2, shuffle=True, rank=r, world_size=2)]) for r in (0, 1)]
     assert not set(shards[0].tolist()) & set(shards[1].tolist()) and len(shards[0]) == len(shards[1]) == 5
+
+
+def test_crops_larger_than_the_scaled_image_are_padded_with_void_labels():
+    data = segmentation_set(n=2, size=8)
+    generator = torch.Generator().manual_seed(0)
+    images, labels = scale_crop_flip(data.images.float() / 255, data.targets, generator, crop_size=16, scale=(1.0, 1.0))
+    assert images.shape == (2, 3, 16, 16) and labels.shape == (2, 16, 16)
+    assert (labels == 255).sum() >= 2 * (16 * 16 - 8 * 8)  # the padding, plus the void row of the data
+
+
+def test_ranks_draw_different_augmentations_but_the_same_shuffle():
+    data = classification_set(n=8)
+    first, second = (BatchLoader(data, 4, shuffle=True, augment=True, rank=r, world_size=2) for r in (0, 1))
+    assert not torch.equal(first.generator.get_state(), second.generator.get_state())
+    assert torch.equal(torch.cat([first._shard(), second._shard()]).sort().values, torch.arange(8))

@@ -30,3 +30,10 @@ def test_miou_matches_a_hand_computed_example():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="same shape"):
         ConfusionMatrix(2).update(torch.zeros(1, 2, 2), torch.zeros(1, 3, 3))
+
+
+def test_labels_outside_the_classes_are_an_error_that_names_them():
+    with pytest.raises(ValueError, match=r"0\.\.1 or 255, got \[0, 7\]"):
+        ConfusionMatrix(2).update(torch.zeros(1, 1, 2, dtype=torch.long), torch.tensor([[[0, 7]]]))
+    with pytest.raises(ValueError, match="num_classes=2"):
+        ConfusionMatrix(2).update(torch.tensor([[[0, 5]]]), torch.zeros(1, 1, 2, dtype=torch.long))

@@ -82,3 +82,30 @@ def test_bad_settings_are_rejected(data):
         train(build_model(SMALL), data[0].subset(slice(0, 10)), None, TrainConfig(batch_size=64), progress=False)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint("does/not/exist.pt")
+
+
+def test_resume_rejects_a_different_train_config(data, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=128)
+    train(build_model(SMALL), data[0], None, config, out=tmp_path, stop_after=1, progress=False)
+    with pytest.raises(ValueError, match="'lr'"):
+        train(build_model(SMALL), data[0], None, TrainConfig(epochs=2, batch_size=128, lr=1.0),
+              resume=tmp_path / "last.pt", progress=False)  # fmt: skip
+
+
+def test_resume_is_exact_with_dropout(data, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=128)
+    dropping = ClassifierConfig(dim=32, depth=1, memory_units=16, dropout=0.3)
+    torch.manual_seed(0)
+    straight = build_model(dropping)
+    train(straight, data[0], None, config, progress=False)
+    torch.manual_seed(0)
+    train(build_model(dropping), data[0], None, config, out=tmp_path, stop_after=1, progress=False)
+    resumed = build_model(dropping)
+    train(resumed, data[0], None, config, resume=tmp_path / "last.pt", progress=False)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+
+
+def test_evaluate_refuses_a_device_the_model_is_not_on(data):
+    with pytest.raises(ValueError, match="move it first"):
+        evaluate(build_model(SMALL), data[1], device="meta")

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from eaviz._io import atomic_save
 from eaviz.data.dataset import ImageDataset, data_root
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -81,10 +82,7 @@ def _cached_image_folder(source: Path) -> tuple[torch.Tensor, torch.Tensor, list
         saved = torch.load(cache, weights_only=True)
         return saved["images"], saved["labels"], saved["classes"]
     images, labels, classes = read_image_folder(source)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save({"images": images, "labels": labels, "classes": classes}, tmp)
-    tmp.replace(cache)
+    atomic_save({"images": images, "labels": labels, "classes": classes}, cache)
     return images, labels, classes
 
 

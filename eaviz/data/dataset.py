@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 DATA_ENV = "EAVIZ_DATA"
+VOID = 255  # the label of pixels that no loss or metric counts (object boundaries in VOC)
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

@@ -12,9 +12,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from eaviz.data.dataset import ImageDataset
-
-VOID = 255
+from eaviz.data.dataset import VOID, ImageDataset
 
 
 def pad_crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -41,26 +39,33 @@ def scale_crop_flip(
     crop_size: int,
     scale: tuple[float, float] = (0.75, 1.5),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Joint random scale, crop and flip of images and label maps (void = 255 where padded).
+    """Joint random scale, crop and flip of images and label maps.
 
     images: (B, 3, H, W) float, labels: (B, H, W) int64 -> (B, 3, c, c), (B, c, c).
     One scale per batch keeps it a single interpolation; crops and flips are per image.
+    Where the scaled image is smaller than the crop it is padded: black pixels, void labels.
     """
     b, _, h, w = images.shape
-    s = scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator, device=generator.device).item()
-    size = (max(crop_size, round(h * s)), max(crop_size, round(w * s)))
+    device, draw = images.device, generator.device
+    s = scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator, device=draw).item()
+    size = (round(h * s), round(w * s))
     images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
     labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
-    top = torch.randint(0, size[0] - crop_size + 1, (b,), generator=generator, device=generator.device).tolist()
-    left = torch.randint(0, size[1] - crop_size + 1, (b,), generator=generator, device=generator.device).tolist()
-    flips = (torch.rand(b, generator=generator, device=generator.device) < 0.5).tolist()
-    out_images, out_labels = [], []
-    for i in range(b):
-        image = images[i, :, top[i] : top[i] + crop_size, left[i] : left[i] + crop_size]
-        label = labels[i, top[i] : top[i] + crop_size, left[i] : left[i] + crop_size]
-        out_images.append(image.flip(-1) if flips[i] else image)
-        out_labels.append(label.flip(-1) if flips[i] else label)
-    return torch.stack(out_images), torch.stack(out_labels)
+    pad_h, pad_w = max(0, crop_size - size[0]), max(0, crop_size - size[1])
+    images = F.pad(images, (0, pad_w, 0, pad_h))
+    labels = F.pad(labels, (0, pad_w, 0, pad_h), value=VOID)
+    height, width = images.shape[-2:]
+    top = torch.randint(0, height - crop_size + 1, (b,), generator=generator, device=draw).to(device)
+    left = torch.randint(0, width - crop_size + 1, (b,), generator=generator, device=draw).to(device)
+    flip = (torch.rand(b, generator=generator, device=draw) < 0.5).to(device)
+    offsets = torch.arange(crop_size, device=device)
+    rows = top[:, None] + offsets  # (B, c)
+    cols = left[:, None] + torch.where(flip[:, None], offsets.flip(0), offsets)  # reversed columns = flip
+    batch = torch.arange(b, device=device)[:, None, None]
+    labels = labels[batch, rows[:, :, None], cols[:, None, :]]
+    channel = torch.arange(images.shape[1], device=device)[None, :, None, None]
+    images = images[batch[:, None], channel, rows[:, None, :, None], cols[:, None, None, :]]
+    return images, labels
 
 
 class BatchLoader:
@@ -96,15 +101,17 @@ class BatchLoader:
         self.crop_size, self.channels_last = crop_size, channels_last
         self.device = torch.device(device)
         self.rank, self.world_size = rank, world_size
+        self.seed = seed
+        # Augmentation draws differ between ranks; the shuffle order (below) is the same on all.
         self.generator = torch.Generator(device=self.device if self.device.type == "cuda" else "cpu")
-        self.generator.manual_seed(seed)
+        self.generator.manual_seed(seed + 7919 * rank)
         self.epoch = 0
 
     def _shard(self) -> torch.Tensor:
         """This process's sample indices for the current epoch."""
         n = len(self.dataset)
         if self.shuffle:
-            order_generator = torch.Generator().manual_seed(int(self.generator.initial_seed()) + self.epoch)
+            order_generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
             order = torch.randperm(n, generator=order_generator)
         else:
             order = torch.arange(n)

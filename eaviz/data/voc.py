@@ -27,14 +27,13 @@ from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
 from eaviz._checks import check_positive_int
-from eaviz.data.dataset import DATA_ENV, ImageDataset, data_root
+from eaviz.data.dataset import DATA_ENV, VOID, ImageDataset, data_root
 
 VOC_CLASSES: list[str] = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
     "sheep", "sofa", "train", "tvmonitor",
 ]  # fmt: skip
-VOID = 255
 SPLITS = ("train", "val", "official_val")
 VAL_FRACTION = 0.2
 

@@ -56,6 +56,7 @@ class ClassifierConfig:
                 "memory_units": self.memory_units,
                 "expansion": self.expansion,
                 "norm": self.norm,
+                "dropout": self.dropout,
             },
             "none": {},
         }.get(self.mixer, {})
