@@ -31,7 +31,7 @@ from eaviz.data import DATASETS, ImageDataset, load_dataset
 from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
 from eaviz.models.classifier import STEMS
 from eaviz.models.segmenter import BACKBONES, HEADS
-from eaviz.pretrained import RECIPES, available, train_recipe
+from eaviz.pretrained import RECIPES, available, load_card, train_recipe
 from eaviz.profile import resolve_device
 from eaviz.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate, load_checkpoint, train
 
@@ -264,7 +264,7 @@ def _add_pretrained_parser(subparsers) -> None:
         description="The small checkpoints in eaviz/checkpoints and the recipes that produced them.",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="{list,train}", help="what to do")
-    listing = actions.add_parser("list", help="show the recipes and which checkpoints are present")
+    listing = actions.add_parser("list", help="show each recipe with the numbers on its card (metric, time, speed, memory)")
     listing.set_defaults(func=_pretrained_list)
     retrain = actions.add_parser(
         "train",
@@ -446,10 +446,19 @@ def _bench_train(args: argparse.Namespace) -> int:
 
 
 def _pretrained_list(args: argparse.Namespace) -> int:
+    """One line per recipe: its validation metric, training time and speed, from its card."""
     present = set(available())
+    print(f"{'name':28} {'data':8} {'epochs':>6} {'val':>7} {'train s':>8} {'img/s':>7} {'peak MiB':>9}  device")
     for name, recipe in sorted(RECIPES.items()):
-        status = "present" if name in present else "missing"
-        print(f"{name:28} {recipe.dataset:8} {recipe.train.epochs:3d} epochs  {status}")
+        if name not in present:
+            print(f"{name:28} {recipe.dataset:8} {recipe.train.epochs:6d}  (missing: python -m eaviz pretrained train {name})")
+            continue
+        card = load_card(name)
+        metric = card["val_metrics"].get("accuracy", card["val_metrics"].get("miou"))
+        print(
+            f"{name:28} {recipe.dataset:8} {card['epochs']:6d} {metric:7.4f} {card['train_seconds']:8.0f} "
+            f"{card['images_per_s']:7.1f} {card['peak_memory_mib']:9.0f}  {card['device']}, {card['date']}"
+        )
     return 0
 
 
