@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_arguments(parser)
-    return notebooks_command(parser.parse_args(argv))
+    return notebooks_command(parser.parse_intermixed_args(argv))
 
 
 if __name__ == "__main__":

@@ -60,6 +60,12 @@ class ImageDataset:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def __repr__(self) -> str:
+        return (
+            f"ImageDataset(name={self.name!r}, task={self.task!r}, n={len(self)}, "
+            f"images={tuple(self.images.shape)}, classes={len(self.classes)}, masks={self.masks is not None})"
+        )
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One sample as the models take it: (3, H, W) float in [0, 1] and its target."""
         return self.images[index].float() / 255, self.targets[index]
