@@ -88,9 +88,11 @@ class ExternalAttention(nn.Module):
     value memory ``M_v`` (d x S stored, i.e. M_v^T), so ``attn = norm(x @ mk.weight.T)`` and
     ``y = attn @ mv.weight.T``.
 
-    Initialisation follows the paper's released EANet code: ``M_k`` is drawn from
-    N(0, 2 / S) (He init over the S output units) and ``M_v`` starts equal to it, so the stored
-    ``mv.weight`` (d x S) starts as ``mk.weight.T``.
+    Initialisation: ``M_k`` is drawn from N(0, 2 / S) (He init over the S output units, the
+    rule EANet's released code applies to its first layer) and ``M_v`` starts equal to it, so
+    the stored ``mv.weight`` (d x S) starts as ``mk.weight.T``. In the released code the two
+    layers share one tensor at the start, which its init loop redraws with std sqrt(2 / d);
+    chapter 5 of the book shows the difference.
     """
 
     def __init__(self, dim: int, *, memory_units: int = 64, norm: str = "double") -> None:
@@ -118,7 +120,9 @@ class MultiHeadExternalAttention(nn.Module):
     A query projection widens the tokens by ``expansion`` and splits them into
     ``heads * expansion`` heads; every head attends to the same shared memories ``mk``/``mv``
     with double normalisation; an output projection mixes the heads back to ``d``.
-    The released EAMLP code uses ``expansion=4`` with 256 / 4 = 64 memory units.
+    The released EAMLP code uses ``expansion=4`` with 256 / 4 = 64 memory units, and gives its
+    memory layers biases: the ``mk`` bias cancels under double normalisation and the ``mv``
+    bias folds into ``proj``, so they are left out here (chapter 7, exercise 1).
     """
 
     def __init__(
