@@ -49,6 +49,7 @@ CLASSIFIER_FLAGS = {
 SEGMENTER_FLAGS = {
     "head": "head",
     "backbone": "backbone",
+    "pretrained_backbone": "pretrained_backbone",
     "dim": "width",
     "memory_units": "memory_units",
     "norm": "norm",
@@ -102,6 +103,10 @@ def _add_train_parser(subparsers) -> None:
         "--head", choices=HEADS, help=f"segmenter attention head: EANet block, non-local, none (default: {s['head']})"
     )
     model.add_argument("--backbone", choices=BACKBONES, help=f"segmenter backbone (default: {s['backbone']})")
+    model.add_argument(
+        "--pretrained-backbone", action="store_const", const=True, default=None,
+        help="start the resnet18 backbone from torchvision's ImageNet weights (downloads them; online only)",
+    )
     model.add_argument(
         "--dim", type=int, help=f"token dimension d of the classifier (default: {c['dim']}) "
         f"or channel width of the segmenter head (default: {s['width']})",

@@ -139,6 +139,11 @@ def evaluate(
     for images, targets in tqdm(batches, desc="eval", leave=False, disable=not progress):
         with _autocast(device, amp):
             logits = model(images)
+        if logits.shape[1] != dataset.num_classes:
+            raise ValueError(
+                f"the model predicts {logits.shape[1]} classes but {dataset.name or 'the dataset'} has "
+                f"{dataset.num_classes}; evaluate it on the data it was trained for"
+            )
         loss_sum += criterion(logits.float(), targets).item()
         counted += (targets != VOID).sum().item() if dataset.task == "segmentation" else len(images)
         predictions = logits.argmax(dim=1)

@@ -214,3 +214,9 @@ def test_python_dash_m_eaviz_runs_the_cli(monkeypatch, capsys):
 def test_notebooks_subcommand_checks_the_stored_notebooks(capsys):
     assert cli.main(["notebooks", "check", "notebooks/01_introduction.ipynb"]) == 0
     assert "no problems" in capsys.readouterr().out
+
+
+def test_pretrained_backbone_flag_reaches_the_segmenter_config():
+    args = cli.build_parser().parse_args(["train", "voc", "--backbone", "resnet18", "--pretrained-backbone"])
+    args.parser = cli.build_parser()
+    assert cli.model_overrides("voc", args) == {"backbone": "resnet18", "pretrained_backbone": True}

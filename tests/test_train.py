@@ -109,3 +109,8 @@ def test_resume_is_exact_with_dropout(data, tmp_path):
 def test_evaluate_refuses_a_device_the_model_is_not_on(data):
     with pytest.raises(ValueError, match="move it first"):
         evaluate(build_model(SMALL), data[1], device="meta")
+
+
+def test_evaluate_refuses_a_model_with_other_classes(data):
+    with pytest.raises(ValueError, match="predicts 21 classes"):
+        evaluate(build_model(SegmenterConfig(width=16, memory_units=4)), load_dataset("shapes_seg", "val", limit=2))
