@@ -236,8 +236,9 @@ def check_notebook(path: Path | str) -> list[str]:
     """What is wrong with the notebook's stored outputs; an empty list when nothing is.
 
     Looks for: Colab cells that differ from ``_config.yml``, code cells not executed or
-    executed out of order (counts must be 1..n), error outputs, no outputs at all, and
-    widgets whose state was not stored.
+    executed out of order (counts must be 1..n), error outputs, no outputs at all,
+    widgets whose state was not stored, and figures stored only as their text
+    ``<Figure size ...>`` (a figure made without pyplot, shown before ``%matplotlib inline``).
     """
     path = Path(path).resolve()
     nb = nbformat.read(path, as_version=4)
@@ -262,7 +263,12 @@ def check_notebook(path: Path | str) -> list[str]:
         for output in cell.outputs:
             if output.output_type == "error":
                 problems.append(f"cell {index}: error output {output.ename}: {output.evalue}")
-            view = output.get("data", {}).get(WIDGET_VIEW)
+            data = output.get("data", {})
+            if str(data.get("text/plain", "")).startswith("<Figure size") and not (
+                {"image/png", "image/jpeg", "image/svg+xml"} & set(data)
+            ):
+                problems.append(f"cell {index}: a figure was stored as text only: add `%matplotlib inline`")
+            view = data.get(WIDGET_VIEW)
             if view and view["model_id"] not in models:
                 problems.append(
                     f"cell {index}: shows a widget whose state is not stored: "

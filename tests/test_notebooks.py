@@ -140,6 +140,17 @@ def test_check_lists_error_outputs_and_out_of_order_counts(book: Path):
     assert any("cell 3: error output ValueError: bad" in problem for problem in problems)
 
 
+def test_check_lists_figures_stored_as_text_only(book: Path):
+    path = book / "notebooks" / "chapter.ipynb"
+    sync_colab_cells(path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[3].outputs = [
+        nbformat.v4.new_output("execute_result", data={"text/plain": "<Figure size 640x480 with 1 Axes>"}, execution_count=2)
+    ]
+    nbformat.write(nb, path)
+    assert any("figure was stored as text only" in problem for problem in check_notebook(path))
+
+
 def test_execute_stores_outputs_and_keeps_install_output_on_resync(book: Path):
     path = book / "notebooks" / "chapter.ipynb"
     sync_colab_cells(path)
