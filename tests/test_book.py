@@ -181,3 +181,12 @@ def test_widgets_render_offline(site: Path, page: Path):
     dom = run_chromium("--dump-dom", built(site, page).as_uri())
     rendered = re.findall(r'class="[^"]*\blm-Widget\b[^"]*\bjupyter-widgets\b[^"]*"', dom)
     assert rendered, "the widget manager rendered no widget"
+
+
+def test_equations_render_offline_with_the_vendored_mathjax(site: Path):
+    page = ROOT / "notebooks" / "05_external_attention.ipynb"
+    html = built(site, page).read_text()
+    assert re.search(r'<script[^>]+src="[^"]*_static/mathjax/tex-chtml\.js', html)
+    assert "cdn.jsdelivr.net/npm/mathjax" not in html
+    dom = run_chromium("--dump-dom", built(site, page).as_uri())
+    assert dom.count("<mjx-container") > 20, "MathJax typeset no equation"
