@@ -63,14 +63,16 @@ SEGMENTER_DEFAULTS = asdict(SegmenterConfig())
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-root", metavar="DIR",
+        "--data-root",
+        metavar="DIR",
         help="folder that holds the datasets (default: $EAVIZ_DATA, else ~/.cache/eaviz/data)",
     )
     parser.add_argument(
         "--limit", type=int, metavar="N", help="keep only the first N images of each split (quick runs and tests)"
     )
     parser.add_argument(
-        "--download", action="store_true",
+        "--download",
+        action="store_true",
         help="download the official CIFAR / VOC files with torchvision when they are missing (needs network)",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: auto = CUDA when available)")
@@ -89,7 +91,9 @@ def _add_train_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "task", nargs="?", choices=DATASETS,
+        "task",
+        nargs="?",
+        choices=DATASETS,
         help="dataset to train on; voc and shapes_seg train a Segmenter, the others a Classifier",
     )
     parser.add_argument("--dataset", choices=DATASETS, help="the same as TASK, for those who prefer a flag")
@@ -104,11 +108,16 @@ def _add_train_parser(subparsers) -> None:
     )
     model.add_argument("--backbone", choices=BACKBONES, help=f"segmenter backbone (default: {s['backbone']})")
     model.add_argument(
-        "--pretrained-backbone", action="store_const", const=True, default=None,
+        "--pretrained-backbone",
+        action="store_const",
+        const=True,
+        default=None,
         help="start the resnet18 backbone from torchvision's ImageNet weights (downloads them; online only)",
     )
     model.add_argument(
-        "--dim", type=int, help=f"token dimension d of the classifier (default: {c['dim']}) "
+        "--dim",
+        type=int,
+        help=f"token dimension d of the classifier (default: {c['dim']}) "
         f"or channel width of the segmenter head (default: {s['width']})",
     )
     model.add_argument("--depth", type=int, help=f"number of classifier blocks (default: {c['depth']})")
@@ -122,8 +131,9 @@ def _add_train_parser(subparsers) -> None:
         help=f"memory units S of external attention (default: {c['memory_units']})",
     )
     model.add_argument(
-        "--norm", choices=NORMS, help=f"external attention normalisation (default: {c['norm']}: softmax over "
-        "tokens, then l1 over memory units)",
+        "--norm",
+        choices=NORMS,
+        help=f"external attention normalisation (default: {c['norm']}: softmax over tokens, then l1 over memory units)",
     )
     t = TRAIN_DEFAULTS
     loop = parser.add_argument_group("training")
@@ -151,22 +161,29 @@ def _add_train_parser(subparsers) -> None:
         "--label-smoothing", type=float, help=f"classification label smoothing (default: {t['label_smoothing']})"
     )
     loop.add_argument(
-        "--ema", type=float, dest="ema_decay", metavar="DECAY",
+        "--ema",
+        type=float,
+        dest="ema_decay",
+        metavar="DECAY",
         help="evaluate and save an exponential moving average of the weights with this decay, e.g. 0.999 "
         "(default: off)",
     )
     loop.add_argument(
-        "--no-amp", action="store_const", const=False, dest="amp",
+        "--no-amp",
+        action="store_const",
+        const=False,
+        dest="amp",
         help="turn off bf16 autocast on CUDA (the CPU always trains in float32)",
     )
     loop.add_argument("--compile", action="store_const", const=True, help="train through torch.compile")
     loop.add_argument(
-        "--no-channels-last", action="store_const", const=False, dest="channels_last",
+        "--no-channels-last",
+        action="store_const",
+        const=False,
+        dest="channels_last",
         help="keep images and weights in NCHW memory layout instead of channels_last",
     )
-    loop.add_argument(
-        "--crop-size", type=int, help=f"segmentation training crop in pixels (default: {t['crop_size']})"
-    )
+    loop.add_argument("--crop-size", type=int, help=f"segmentation training crop in pixels (default: {t['crop_size']})")
     loop.add_argument(
         "--seed", type=int, help=f"seed of the weights, shuffling and augmentation (default: {t['seed']})"
     )
@@ -209,7 +226,11 @@ def _add_bench_parser(subparsers) -> None:
         "Sizes whose estimated memory exceeds --max-memory-gb are recorded as skipped.",
     )
     attention.add_argument(
-        "--sizes", type=int, nargs="+", default=[256, 1024, 4096, 16384], metavar="N",
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[256, 1024, 4096, 16384],
+        metavar="N",
         help="numbers of tokens N (default: 256 1024 4096 16384)",
     )
     attention.add_argument("--dim", type=int, default=64, help="token dimension d (default: 64)")
@@ -218,18 +239,23 @@ def _add_bench_parser(subparsers) -> None:
     )
     attention.add_argument("--batch", type=int, default=1, help="batch size B (default: 1)")
     attention.add_argument(
-        "--dtype", nargs="+", choices=sorted(DTYPES),
+        "--dtype",
+        nargs="+",
+        choices=sorted(DTYPES),
         help="dtypes to measure (default: float32 on the CPU; float32 and bfloat16 on CUDA)",
     )
+    attention.add_argument("--no-backward", action="store_false", dest="backward", help="time the forward pass only")
     attention.add_argument(
-        "--no-backward", action="store_false", dest="backward", help="time the forward pass only"
-    )
-    attention.add_argument(
-        "--max-memory-gb", type=float, metavar="GB",
+        "--max-memory-gb",
+        type=float,
+        metavar="GB",
         help="skip cases estimated to need more (default: 90%% of the GPU, or a quarter of the RAM)",
     )
     attention.add_argument(
-        "--min-run-time", type=float, default=0.5, metavar="SECONDS",
+        "--min-run-time",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
         help="seconds of repeated calls behind each timing (default: 0.5)",
     )
     attention.set_defaults(func=_bench_attention)
@@ -240,7 +266,10 @@ def _add_bench_parser(subparsers) -> None:
         "SGD step) of the default CIFAR classifier on random images; bf16 autocast on CUDA only; channels_last.",
     )
     training.add_argument(
-        "--mixers", nargs="+", choices=sorted(MIXERS), default=list(TRAIN_MIXERS),
+        "--mixers",
+        nargs="+",
+        choices=sorted(MIXERS),
+        default=list(TRAIN_MIXERS),
         help=f"mixers to compare (default: {' '.join(TRAIN_MIXERS)})",
     )
     training.add_argument("--steps", type=int, default=10, help="timed training steps per mixer (default: 10)")
@@ -250,14 +279,14 @@ def _add_bench_parser(subparsers) -> None:
     training.add_argument("--batch-size", type=int, default=128, help="images per step (default: 128)")
     training.set_defaults(func=_bench_train)
     for sub in (attention, training):
-        sub.add_argument(
-            "--device", default="auto", help="cpu, cuda or auto (default: auto = CUDA when available)"
-        )
+        sub.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto = CUDA when available)")
         sub.add_argument(
             "--threads", type=int, help="CPU threads for torch (default: torch's choice, usually all cores)"
         )
         sub.add_argument(
-            "--out", default=str(RESULTS_DIR), metavar="DIR",
+            "--out",
+            default=str(RESULTS_DIR),
+            metavar="DIR",
             help="folder for the JSON file (default: benchmarks/results in the repository)",
         )
 
@@ -269,7 +298,9 @@ def _add_pretrained_parser(subparsers) -> None:
         description="The small checkpoints in eaviz/checkpoints and the recipes that produced them.",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="{list,train}", help="what to do")
-    listing = actions.add_parser("list", help="show each recipe with the numbers on its card (metric, time, speed, memory)")
+    listing = actions.add_parser(
+        "list", help="show each recipe with the numbers on its card (metric, time, speed, memory)"
+    )
     listing.set_defaults(func=_pretrained_list)
     retrain = actions.add_parser(
         "train",
@@ -277,12 +308,8 @@ def _add_pretrained_parser(subparsers) -> None:
         description="Train a recipe and write eaviz/checkpoints/NAME.pt with its NAME.json card.",
     )
     retrain.add_argument("name", choices=sorted(RECIPES), help="the recipe to train")
-    retrain.add_argument(
-        "--data-root", metavar="DIR", help="folder that holds the datasets (default: $EAVIZ_DATA)"
-    )
-    retrain.add_argument(
-        "--out", default="runs", metavar="DIR", help="folder for the run's last.pt (default: runs)"
-    )
+    retrain.add_argument("--data-root", metavar="DIR", help="folder that holds the datasets (default: $EAVIZ_DATA)")
+    retrain.add_argument("--out", default="runs", metavar="DIR", help="folder for the run's last.pt (default: runs)")
     retrain.set_defaults(func=_pretrained_train)
 
 
@@ -456,7 +483,8 @@ def _pretrained_list(args: argparse.Namespace) -> int:
     print(f"{'name':28} {'data':8} {'epochs':>6} {'val':>7} {'train s':>8} {'img/s':>7} {'peak MiB':>9}  device")
     for name, recipe in sorted(RECIPES.items()):
         if name not in present:
-            print(f"{name:28} {recipe.dataset:8} {recipe.train.epochs:6d}  (missing: python -m eaviz pretrained train {name})")
+            retrain = f"python -m eaviz pretrained train {name}"
+            print(f"{name:28} {recipe.dataset:8} {recipe.train.epochs:6d}  (missing: {retrain})")
             continue
         card = load_card(name)
         metric = card["val_metrics"].get("accuracy", card["val_metrics"].get("miou"))

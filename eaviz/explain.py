@@ -27,11 +27,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
-from matplotlib.figure import Figure
 import torch
 import torch.nn.functional as F
-from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
+from captum.attr import (
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    Occlusion,
+    Saliency,
+)
 from einops import rearrange, reduce, repeat
+from matplotlib.figure import Figure
 from torch import nn
 
 from eaviz._checks import check_float_tensor, check_images, check_positive_int
@@ -232,8 +238,15 @@ def plot_explanations(
             m = maps[i]
             m = (m - m.min()) / (m.max() - m.min()).clamp_min(1e-12)
             axes[i, j].imshow(picture.mean(axis=-1), cmap="gray", vmin=0, vmax=1)
-            axes[i, j].imshow(m.numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1,
-                              extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="nearest")
+            axes[i, j].imshow(
+                m.numpy(),
+                cmap=cmap,
+                alpha=alpha,
+                vmin=0,
+                vmax=1,
+                extent=(-0.5, width - 0.5, height - 0.5, -0.5),
+                interpolation="nearest",
+            )
             if i == 0:
                 axes[i, j].set_title(title, fontsize=9)
         if i == 0:
@@ -388,8 +401,7 @@ def faithfulness_table(
     """
     curves = faithfulness_curves(model, images, maps_by_method, target, steps=steps, baseline=baseline)
     return {
-        name: (pair["deletion"].auc.mean().item(), pair["insertion"].auc.mean().item())
-        for name, pair in curves.items()
+        name: (pair["deletion"].auc.mean().item(), pair["insertion"].auc.mean().item()) for name, pair in curves.items()
     }
 
 
@@ -413,8 +425,11 @@ def plot_faithfulness(curves: Mapping[str, Curve | Mapping[str, Curve]]) -> Figu
     axes = fig.subplots(1, len(modes), squeeze=False)
     for ax, mode in zip(axes[0], modes):
         for name, curve in panels[mode]:
-            ax.plot(curve.fractions.cpu(), curve.scores.mean(dim=0).cpu(),
-                    label=f"{name} (AUC {curve.auc.mean().item():.3f})")
+            ax.plot(
+                curve.fractions.cpu(),
+                curve.scores.mean(dim=0).cpu(),
+                label=f"{name} (AUC {curve.auc.mean().item():.3f})",
+            )
         better = "lower" if mode == "deletion" else "higher"
         ax.set_title(f"{mode} ({better} AUC is better)")
         ax.set_xlabel(f"fraction of pixels {'removed' if mode == 'deletion' else 'inserted'}")

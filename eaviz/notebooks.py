@@ -84,9 +84,7 @@ def toc_pages(root: Path) -> list[Path]:
         else:
             missing.append(entry)
     if missing:
-        raise FileNotFoundError(
-            f"expected a .ipynb or .md file for every entry of {TOC_FILE}, missing: {missing}"
-        )
+        raise FileNotFoundError(f"expected a .ipynb or .md file for every entry of {TOC_FILE}, missing: {missing}")
     return pages
 
 
@@ -246,15 +244,13 @@ def check_notebook(path: Path | str) -> list[str]:
     expected = [_content(cell) for cell in colab_cells(path, find_book_root(path))]
     if [_content(cell) for cell in nb.cells[:2]] != expected:
         problems.append(
-            f"the first two cells are not the Colab cells made from {CONFIG_FILE}: "
-            "run `python -m eaviz notebooks sync`"
+            f"the first two cells are not the Colab cells made from {CONFIG_FILE}: run `python -m eaviz notebooks sync`"
         )
     code = [(index, cell) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"]
     counts = [cell.execution_count for _, cell in code]
     if counts != list(range(1, len(code) + 1)):
         problems.append(
-            f"execution counts are {counts}, expected 1..{len(code)} in order: "
-            "run `python -m eaviz notebooks run`"
+            f"execution counts are {counts}, expected 1..{len(code)} in order: run `python -m eaviz notebooks run`"
         )
     if code and not any(cell.outputs for _, cell in code):
         problems.append("no stored outputs")
@@ -271,8 +267,7 @@ def check_notebook(path: Path | str) -> list[str]:
             view = data.get(WIDGET_VIEW)
             if view and view["model_id"] not in models:
                 problems.append(
-                    f"cell {index}: shows a widget whose state is not stored: "
-                    "run `python -m eaviz notebooks run`"
+                    f"cell {index}: shows a widget whose state is not stored: run `python -m eaviz notebooks run`"
                 )
     return problems
 
@@ -283,15 +278,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("run", "sync", "check"),
         help="run: sync, then execute in place; sync: write the Colab cells; check: list problems",
     )
-    parser.add_argument(
-        "paths", nargs="*", type=Path, help=f"notebooks (default: every notebook in {TOC_FILE})"
-    )
-    parser.add_argument(
-        "--profile", choices=PROFILES, help=f"run: sizes to use (default: ${ENV_VAR}, else full)"
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="run: seconds one notebook may take"
-    )
+    parser.add_argument("paths", nargs="*", type=Path, help=f"notebooks (default: every notebook in {TOC_FILE})")
+    parser.add_argument("--profile", choices=PROFILES, help=f"run: sizes to use (default: ${ENV_VAR}, else full)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="run: seconds one notebook may take")
 
 
 def add_notebooks_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

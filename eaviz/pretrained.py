@@ -133,7 +133,9 @@ def train_recipe(name: str, *, root: str | Path | None = None, out: str | Path =
         "train_seconds": round(seconds, 1),
         "images_per_s": round(sum(r["images_per_s"] for r in history.epochs) / len(history.epochs), 1),
         "peak_memory_mib": round(peak_memory, 1),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "date": datetime.date.today().isoformat(),
         "command": f"python -m eaviz pretrained train {name}",
         "eaviz_version": __version__,
@@ -142,7 +144,11 @@ def train_recipe(name: str, *, root: str | Path | None = None, out: str | Path =
     CHECKPOINTS.mkdir(exist_ok=True)
     save_checkpoint(
         CHECKPOINTS / f"{name}.pt",
-        {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "config": recipe.model.to_dict(), "metrics": metrics},
+        {
+            "model": {k: v.cpu() for k, v in model.state_dict().items()},
+            "config": recipe.model.to_dict(),
+            "metrics": metrics,
+        },
     )
     atomic_write_text(json.dumps(card, indent=2) + "\n", CHECKPOINTS / f"{name}.json")
     return card

@@ -108,7 +108,9 @@ def chapter_data(name: str, split: str, *, profile: Profile, limit: int | None =
         return load_dataset(name, split, limit=limit, **kwargs)
     except FileNotFoundError as missing:
         if profile.smoke and name in STAND_INS:
-            print(f"smoke profile: {name} is not on this machine, so this run uses the synthetic "
-                  f"{STAND_INS[name]!r} set instead ({missing.args[0].split(':')[0]})")
+            print(
+                f"smoke profile: {name} is not on this machine, so this run uses the synthetic "
+                f"{STAND_INS[name]!r} set instead ({missing.args[0].split(':')[0]})"
+            )
             return load_dataset(STAND_INS[name], split, limit=limit)
         return load_dataset(name, split, limit=limit, download=True, **kwargs)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
@@ -129,7 +128,9 @@ def evaluate(
     model_device = next(model.parameters()).device
     device = torch.device(device) if device is not None else model_device
     if device != model_device:
-        raise ValueError(f"the model is on {model_device} but device={device}; move it first: model.to({str(device)!r})")
+        raise ValueError(
+            f"the model is on {model_device} but device={device}; move it first: model.to({str(device)!r})"
+        )
     was_training = model.training
     model.eval()
     criterion = _criterion(dataset.task, 0.0, reduction="sum")
@@ -268,7 +269,9 @@ def train(
         batches.epoch = start_epoch
     network = model
     if world_size > 1:
-        network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        network = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     step_model = torch.compile(network) if config.compile else network
     criterion = _criterion(train_set.task, config.label_smoothing)
     last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)

@@ -210,7 +210,7 @@ class AttentionExplorer:
 
     @property
     def kind(self) -> str:
-        """"external" or "self": what the chosen layer's map is over."""
+        """ "external" or "self": what the chosen layer's map is over."""
         return self._kinds[self.layer.value]
 
     def _configure_layer(self, units: Sequence[int] | None = None) -> None:

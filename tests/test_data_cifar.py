@@ -25,7 +25,9 @@ def write_folder(root, per_class=3, classes=CIFAR10_CLASSES, size=32):
     for label, name in enumerate(classes):
         (folder / name).mkdir(parents=True)
         for i in range(per_class):
-            pixels = np.full((size, size, 3), 20 * label, dtype=np.uint8) + rng.integers(0, 5, (size, size, 3), dtype=np.uint8)
+            pixels = np.full((size, size, 3), 20 * label, dtype=np.uint8) + rng.integers(
+                0, 5, (size, size, 3), dtype=np.uint8
+            )
             Image.fromarray(pixels).save(folder / name / f"{i:04d}.png")
     return folder
 

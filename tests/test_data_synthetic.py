@@ -121,8 +121,14 @@ def test_a_tiny_cnn_learns_shapes_well_above_chance():
         return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
     net = nn.Sequential(
-        *block(3, 8), nn.MaxPool2d(2), *block(8, 16), nn.MaxPool2d(2), *block(16, 32),
-        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+        *block(3, 8),
+        nn.MaxPool2d(2),
+        *block(8, 16),
+        nn.MaxPool2d(2),
+        *block(16, 32),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
     )
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     images, g = train.images.float() / 255, torch.Generator().manual_seed(0)

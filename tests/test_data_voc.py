@@ -136,9 +136,7 @@ def test_load_voc_does_not_download_what_is_already_there(voc_root, monkeypatch)
     assert len(load_voc("val", root=voc_root, size=16, download=True)) == 2
 
 
-@pytest.mark.skipif(
-    not REAL_VOC.is_dir(), reason="real VOC subset not found: set EAVIZ_DATA to ../shared/data"
-)
+@pytest.mark.skipif(not REAL_VOC.is_dir(), reason="real VOC subset not found: set EAVIZ_DATA to ../shared/data")
 def test_load_voc_reads_the_real_subset():
     ds = load_voc("train", limit=5)
     assert ds.images.shape == (5, 3, 160, 160)

@@ -18,13 +18,18 @@ def free_port() -> int:
 
 
 def worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = build_model(ClassifierConfig(dim=32, depth=1, memory_units=16))
     train_set = load_dataset("shapes", "train", limit=256)
     history = train(model, train_set, None, TrainConfig(epochs=1, batch_size=64, device="cpu"), progress=False)
-    torch.save({"state": dict(model.named_parameters()), "seen": history.last["images_per_s"] * history.last["seconds"]}, f"{out}/rank{rank}.pt")
+    torch.save(
+        {"state": dict(model.named_parameters()), "seen": history.last["images_per_s"] * history.last["seconds"]},
+        f"{out}/rank{rank}.pt",
+    )
     torch.distributed.destroy_process_group()
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.metrics import infidelity
-from einops import rearrange, repeat
+from einops import repeat
 from torch import nn
 
 from eaviz.explain import (

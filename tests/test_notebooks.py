@@ -79,8 +79,7 @@ def test_notebook_runs_top_to_bottom_in_smoke_profile(notebook: Path, tmp_path: 
 
 def test_colab_url_points_at_the_notebook_on_github(book: Path):
     assert colab_url(book / "notebooks" / "chapter.ipynb", book) == (
-        "https://colab.research.google.com/github/eaviz/external-attention-book"
-        "/blob/main/notebooks/chapter.ipynb"
+        "https://colab.research.google.com/github/eaviz/external-attention-book/blob/main/notebooks/chapter.ipynb"
     )
 
 
@@ -145,7 +144,9 @@ def test_check_lists_figures_stored_as_text_only(book: Path):
     sync_colab_cells(path)
     nb = nbformat.read(path, as_version=4)
     nb.cells[3].outputs = [
-        nbformat.v4.new_output("execute_result", data={"text/plain": "<Figure size 640x480 with 1 Axes>"}, execution_count=2)
+        nbformat.v4.new_output(
+            "execute_result", data={"text/plain": "<Figure size 640x480 with 1 Axes>"}, execution_count=2
+        )
     ]
     nbformat.write(nb, path)
     assert any("figure was stored as text only" in problem for problem in check_notebook(path))

@@ -9,7 +9,18 @@ from eaviz.data import load_dataset
 from eaviz.pretrained import RECIPES, available, load_card, load_pretrained
 from eaviz.train import evaluate
 
-CARD_FIELDS = {"name", "dataset", "split", "epochs", "val_metrics", "history", "device", "date", "command", "train_seconds"}
+CARD_FIELDS = {
+    "name",
+    "dataset",
+    "split",
+    "epochs",
+    "val_metrics",
+    "history",
+    "device",
+    "date",
+    "command",
+    "train_seconds",
+}
 
 
 def test_every_recipe_ships_a_checkpoint_and_a_card():

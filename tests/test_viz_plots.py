@@ -66,7 +66,10 @@ def test_side_by_side_puts_the_query_map_before_the_memory_units():
     fig = plot_side_by_side(images(2), maps(2, 32, 32), maps(2, 2, 32, 32), query=(3, 3), grid=8, units=[5, 6])
     titles = [ax.get_title() for ax in image_axes(fig)[:4]]
     assert titles == [
-        "image", "self-attention\nquery (3, 3)", "external attention\nunit 5", "external attention\nunit 6"
+        "image",
+        "self-attention\nquery (3, 3)",
+        "external attention\nunit 5",
+        "external attention\nunit 6",
     ]
     assert renders(fig)
 

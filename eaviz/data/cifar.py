@@ -133,7 +133,11 @@ def load_cifar(
         labels, classes = torch.tensor(data.targets), list(data.classes)
         source = official
     else:
-        wanted = "the official test set (only the download has it)" if split == "test" else f"{local[0].name}/ or {local[1].name}"
+        wanted = (
+            "the official test set (only the download has it)"
+            if split == "test"
+            else f"{local[0].name}/ or {local[1].name}"
+        )
         raise FileNotFoundError(
             f"no {name} data found in {base}: looked for {wanted} and {official.name}/. "
             f"Fix: pass download=True (online), set $EAVIZ_DATA or root= to the folder that holds it, "

@@ -44,13 +44,11 @@ class ImageDataset:
                 f"{tuple(self.images.shape)}"
             )
         if self.targets.shape[0] != self.images.shape[0]:
-            raise ValueError(
-                f"expected one target per image ({self.images.shape[0]}), got {self.targets.shape[0]}"
-            )
+            raise ValueError(f"expected one target per image ({self.images.shape[0]}), got {self.targets.shape[0]}")
 
     @property
     def task(self) -> str:
-        """"classification" or "segmentation", read off the targets' shape."""
+        """ "classification" or "segmentation", read off the targets' shape."""
         return "segmentation" if self.targets.ndim == 3 else "classification"
 
     @property

@@ -50,14 +50,10 @@ def _open_voc(root: Path, image_set: str, download: bool) -> VOCSegmentation:
     try:
         # torchvision fetches the archive again whenever the .tar is gone, even if it was
         # extracted before: only ask for a download when there is nothing to read.
-        return VOCSegmentation(
-            root=root, year="2012", image_set=image_set, download=download and not voc_dir.is_dir()
-        )
+        return VOCSegmentation(root=root, year="2012", image_set=image_set, download=download and not voc_dir.is_dir())
     except FileNotFoundError as err:
         hint = " (a train-only subset has no val list: use split 'val')" if image_set == "val" else ""
-        raise FileNotFoundError(
-            f"Pascal VOC 2012 in {voc_dir} has no list {err.filename}{hint}. {_FIX}"
-        ) from err
+        raise FileNotFoundError(f"Pascal VOC 2012 in {voc_dir} has no list {err.filename}{hint}. {_FIX}") from err
     except (RuntimeError, OSError) as err:
         if download:
             raise RuntimeError(f"could not download Pascal VOC 2012 into {root} ({err}). {_FIX}") from err
@@ -80,9 +76,7 @@ def _read(path: Path, modes: tuple[str, ...]) -> Image.Image:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{path} is missing; the VOC tree is incomplete. {_FIX}") from err
     except (OSError, SyntaxError, ValueError) as err:
-        raise RuntimeError(
-            f"could not decode {path} ({err}); the file is corrupt, replace it. {_FIX}"
-        ) from err
+        raise RuntimeError(f"could not decode {path} ({err}); the file is corrupt, replace it. {_FIX}") from err
     if image.mode not in modes:
         raise RuntimeError(f"expected {path} in mode {' or '.join(modes)}, got {image.mode}. {_FIX}")
     return image
@@ -99,9 +93,7 @@ def _decode_pair(image_path: Path, mask_path: Path, size: int) -> tuple[np.ndarr
     image = _read(image_path, ("RGB", "L", "CMYK")).convert("RGB")
     mask = _read(mask_path, ("P", "L"))
     if image.size != mask.size:
-        raise RuntimeError(
-            f"expected {mask_path} to match the size of {image_path} ({image.size}), got {mask.size}"
-        )
+        raise RuntimeError(f"expected {mask_path} to match the size of {image_path} ({image.size}), got {mask.size}")
     labels = _resize_crop(mask, size, InterpolationMode.NEAREST)
     unknown = (labels >= len(VOC_CLASSES)) & (labels != VOID)
     if unknown.any():

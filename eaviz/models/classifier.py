@@ -91,9 +91,7 @@ class Classifier(nn.Module):
             raise ValueError(f"expected stem to be one of {STEMS}, got {config.stem!r}")
         check_positive_int(config.depth, "depth")
         if config.image_size % config.patch_size:
-            raise ValueError(
-                f"expected patch_size to divide image_size={config.image_size}, got {config.patch_size}"
-            )
+            raise ValueError(f"expected patch_size to divide image_size={config.image_size}, got {config.patch_size}")
         self.config = config
         self.grid_size = config.image_size // config.patch_size
         self.normalize = Normalize(config.mean, config.std)

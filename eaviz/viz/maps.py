@@ -32,8 +32,7 @@ def default_layer(model: nn.Module, kind: str) -> str:
     names = [name for name in mixer_names(model) if layer_kind(model, name) == kind]
     if not names:
         raise ValueError(
-            f"{type(model).__name__} has no {kind}-attention layer; its attention layers are "
-            f"{mixer_names(model)}"
+            f"{type(model).__name__} has no {kind}-attention layer; its attention layers are {mixer_names(model)}"
         )
     return names[-1]
 
@@ -49,8 +48,7 @@ def check_layer(model: nn.Module, layer: str | None, kind: str) -> str:
         others = [name for name in mixer_names(model) if layer_kind(model, name) == kind]
         alternatives = f", or pick one of {others}" if others else ""
         raise ValueError(
-            f"layer {layer!r} is {type(module).__name__}, which has no map over {what}; "
-            f"use {hint} for it{alternatives}"
+            f"layer {layer!r} is {type(module).__name__}, which has no map over {what}; use {hint} for it{alternatives}"
         )
     return layer
 
@@ -123,9 +121,7 @@ def unit_maps(attn: torch.Tensor, grid: tuple[int, int], units: list[int], size:
     return F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
 
 
-def query_map(
-    attn: torch.Tensor, grid: tuple[int, int], query: tuple[int, int], size: tuple[int, int]
-) -> torch.Tensor:
+def query_map(attn: torch.Tensor, grid: tuple[int, int], query: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
     """attn (B, N, N) -> (B, *size): the weights of position ``query = (row, col)`` over all positions."""
     row, col = query
     weights = rearrange(attn[:, row * grid[1] + col], "b (h w) -> b 1 h w", h=grid[0], w=grid[1])

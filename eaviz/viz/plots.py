@@ -167,8 +167,15 @@ def plot_self_attention(
     query = check_query(query, grid)
     columns = [(f"query {query}", maps)]
     return _map_grid(
-        images, columns, cmap=cmap, alpha=alpha, scale=scale, row_labels=row_labels,
-        marker=(query, grid), marked_columns=(1,), title=title,
+        images,
+        columns,
+        cmap=cmap,
+        alpha=alpha,
+        scale=scale,
+        row_labels=row_labels,
+        marker=(query, grid),
+        marked_columns=(1,),
+        title=title,
     )
 
 
@@ -204,6 +211,13 @@ def plot_side_by_side(
     columns = [(f"{labels[0]}\nquery {query}", self_maps)]
     columns += [(f"{labels[1]}\nunit {unit}", memory_maps[:, k]) for k, unit in enumerate(units)]
     return _map_grid(
-        images, columns, cmap=cmap, alpha=alpha, scale="per_map", row_labels=row_labels,
-        marker=(query, grid), marked_columns=(1,), title=title,
+        images,
+        columns,
+        cmap=cmap,
+        alpha=alpha,
+        scale="per_map",
+        row_labels=row_labels,
+        marker=(query, grid),
+        marked_columns=(1,),
+        title=title,
     )
