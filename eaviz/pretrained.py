@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
 import resource
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from torch import nn
 from eaviz import __version__
 from eaviz._io import atomic_write_text
 from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
-from eaviz.profile import resolve_device
+from eaviz.profile import describe_device, resolve_device
 from eaviz.train import TrainConfig, load_checkpoint, save_checkpoint, train
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
@@ -133,9 +132,7 @@ def train_recipe(name: str, *, root: str | Path | None = None, out: str | Path =
         "train_seconds": round(seconds, 1),
         "images_per_s": round(sum(r["images_per_s"] for r in history.epochs) / len(history.epochs), 1),
         "peak_memory_mib": round(peak_memory, 1),
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": describe_device(device),
         "date": datetime.date.today().isoformat(),
         "command": f"python -m eaviz pretrained train {name}",
         "eaviz_version": __version__,

@@ -279,7 +279,7 @@ def train(
         model.train()
         started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress or rank != 0, leave=False)
-        for images, targets in bar:
+        for step, (images, targets) in enumerate(bar):
             with _autocast(device, config.amp):
                 loss = criterion(step_model(images).float(), targets)
             optimizer.zero_grad(set_to_none=True)
@@ -290,7 +290,7 @@ def train(
                 ema.update_parameters(model)
             loss_sum += loss.detach() * len(images)  # stays on the device: no sync per step
             seen += len(images)
-            if bar.n % 50 == 0:
+            if not bar.disable and step % 50 == 0:  # a disabled bar never counts, so test the step
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
         if device.type == "cuda":
             torch.cuda.synchronize(device)

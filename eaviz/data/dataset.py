@@ -48,7 +48,7 @@ class ImageDataset:
 
     @property
     def task(self) -> str:
-        """ "classification" or "segmentation", read off the targets' shape."""
+        """The task, read off the targets' shape: "classification" or "segmentation"."""
         return "segmentation" if self.targets.ndim == 3 else "classification"
 
     @property
