@@ -61,3 +61,18 @@ def check_divisible(dim: int, heads: int, dim_name: str = "dim") -> None:
     check_positive_int(heads, "heads")
     if dim % heads:
         raise ValueError(f"expected heads to divide {dim_name}={dim}, got heads={heads}")
+
+
+def check_choice(value: object, choices, name: str):
+    """``value`` if it is one of ``choices``; else a ValueError that lists them as given.
+
+    The one "expected one of" error of the package: ``check_choice("l2", NORMS, "norm")`` raises
+    ``expected norm to be one of ('double', 'softmax'), got 'l2'``.
+    """
+    try:
+        known = value in choices
+    except TypeError:  # an unhashable value is never a key
+        known = False
+    if not known:
+        raise ValueError(f"expected {name} to be one of {choices}, got {value!r}")
+    return value

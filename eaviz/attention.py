@@ -11,18 +11,23 @@ map against S learnable memory units shared by the whole dataset::
 
 ``M_k`` and ``M_v`` are the weights of two bias-free linear layers, so the whole operator
 costs O(d S N) instead of O(d N^2).
+
+Each mixer class declares ``kind`` ("self", "external" or "none": what its map is over) and
+is registered by name in ``MIXERS``; models build them with :func:`make_mixer`.
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from eaviz._checks import check_divisible, check_positive_int, check_tokens
+from eaviz._checks import check_choice, check_divisible, check_positive_int, check_tokens
+from eaviz.registry import Registry
 
 NORMS = ("double", "softmax")
 
@@ -43,12 +48,6 @@ def normalize_attention(logits: torch.Tensor, norm: str) -> torch.Tensor:
     return logits.softmax(dim=-1)
 
 
-def _check_norm(norm: object) -> str:
-    if norm not in NORMS:
-        raise ValueError(f"expected norm to be one of {NORMS}, got {norm!r}")
-    return norm
-
-
 class SelfAttention(nn.Module):
     """Multi-head scaled dot-product self-attention.
 
@@ -56,6 +55,8 @@ class SelfAttention(nn.Module):
     ``fused=True`` uses ``F.scaled_dot_product_attention`` (same numbers, less memory);
     ``return_attn=True`` always takes the plain path, which builds the N x N map.
     """
+
+    kind = "self"
 
     def __init__(self, dim: int, *, heads: int = 1, fused: bool = True) -> None:
         super().__init__()
@@ -95,11 +96,13 @@ class ExternalAttention(nn.Module):
     chapter 5 of the book shows the difference.
     """
 
+    kind = "external"
+
     def __init__(self, dim: int, *, memory_units: int = 64, norm: str = "double") -> None:
         super().__init__()
         self.dim = check_positive_int(dim, "dim")
         self.memory_units = check_positive_int(memory_units, "memory_units")
-        self.norm = _check_norm(norm)
+        self.norm = check_choice(norm, NORMS, "norm")
         self.mk = nn.Linear(dim, memory_units, bias=False)
         self.mv = nn.Linear(memory_units, dim, bias=False)
         nn.init.normal_(self.mk.weight, std=math.sqrt(2.0 / memory_units))
@@ -125,6 +128,8 @@ class MultiHeadExternalAttention(nn.Module):
     bias folds into ``proj``, so they are left out here (chapter 7, exercise 1).
     """
 
+    kind = "external"
+
     def __init__(
         self,
         dim: int,
@@ -141,7 +146,7 @@ class MultiHeadExternalAttention(nn.Module):
         check_positive_int(expansion, "expansion")
         check_divisible(dim, heads)
         self.heads = heads * expansion
-        self.norm = _check_norm(norm)
+        self.norm = check_choice(norm, NORMS, "norm")
         head_dim = dim // heads
         self.to_queries = nn.Linear(dim, dim * expansion)
         self.mk = nn.Linear(head_dim, memory_units, bias=False)
@@ -168,6 +173,8 @@ class NoMixer(nn.Module):
     own, but no token ever sees another before the final pooling.
     """
 
+    kind = "none"
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = check_positive_int(dim, "dim")
@@ -177,16 +184,19 @@ class NoMixer(nn.Module):
         return (x, None) if return_attn else x
 
 
-MIXERS: dict[str, type[nn.Module]] = {
-    "self": SelfAttention,
-    "external": ExternalAttention,
-    "multihead_external": MultiHeadExternalAttention,
-    "none": NoMixer,
-}
+# The token mixers by name. A new one is its class (with ``kind``) and one line here or in your
+# own code: ``register_mixer("mine", MyMixer)``. See eaviz.registry for what ``kind`` promises.
+MIXERS = Registry("mixer")
+register_mixer = MIXERS.register
+register_mixer("self", SelfAttention)
+register_mixer("external", ExternalAttention)
+register_mixer("multihead_external", MultiHeadExternalAttention)
+register_mixer("none", NoMixer)
 
 
-def make_mixer(name: str, dim: int, **kwargs) -> nn.Module:
-    """Build a token mixer by name: ``make_mixer("external", dim=128, memory_units=64)``."""
-    if name not in MIXERS:
-        raise ValueError(f"unknown mixer {name!r}; expected one of {sorted(MIXERS)}")
-    return MIXERS[name](dim, **kwargs)
+def make_mixer(name: str | type[nn.Module] | partial, dim: int, **kwargs) -> nn.Module:
+    """Build a token mixer from a registered name, a class or a partial of one.
+
+    ``make_mixer("external", dim=128, memory_units=64)``; ``make_mixer(partial(SelfAttention, fused=False), 128)``.
+    """
+    return MIXERS.build(name, dim, **kwargs)

@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch import nn
 
-from eaviz._checks import check_positive_int
+from eaviz._checks import check_choice, check_positive_int
 from eaviz.data.dataset import ImageDataset
 from eaviz.viz.atlas import MemoryAtlas
 from eaviz.viz.maps import check_image_batch, check_layer, check_query, check_units, query_map, unit_maps
@@ -141,9 +141,7 @@ class AttentionExplorer:
         layers = mixer_names(model)
         if not layers:
             raise ValueError(f"{type(model).__name__} has no attention layers to explore")
-        layer = layers[-1] if layer is None else layer
-        if layer not in layers:
-            raise ValueError(f"unknown layer {layer!r}; expected one of {layers}")
+        layer = layers[-1] if layer is None else check_choice(layer, layers, "layer")
         self.model, self.dataset, self.atlas = model, dataset, atlas
         self._kinds = {name: layer_kind(model, name) for name in layers}
         self.panel = check_positive_int(panel, "panel")

@@ -131,7 +131,7 @@ def test_classifier_rejects_an_unknown_stem():
 
 
 def test_classifier_rejects_an_unknown_mixer_listing_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown mixer 'conv'; expected one of \['external'"):
+    with pytest.raises(ValueError, match=r"expected mixer to be one of \('self', 'external', .*\), got 'conv'"):
         Classifier(small_classifier(mixer="conv"))
 
 

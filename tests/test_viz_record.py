@@ -101,7 +101,7 @@ def test_recording_some_layers_only():
 
 def test_unknown_layer_names_the_valid_ones():
     model = tiny_classifier()
-    with pytest.raises(ValueError, match=r"unknown layer 'blocks\.7\.mixer'.*blocks\.0\.mixer"):
+    with pytest.raises(ValueError, match=r"expected layer to be one of \['blocks\.0\.mixer'.*got 'blocks\.7\.mixer'"):
         with record_attention(model, layers=["blocks.7.mixer"]):
             pass
 

@@ -131,7 +131,7 @@ def test_units_beyond_the_layer_are_rejected():
 
 
 def test_unknown_layer_is_rejected():
-    with pytest.raises(ValueError, match="unknown layer 'head'"):
+    with pytest.raises(ValueError, match=r"expected layer to be one of \['blocks\.0\.mixer'\], got 'head'"):
         AttentionExplorer(tiny_classifier(), dataset(), layer="head")
 
 

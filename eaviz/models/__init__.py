@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from eaviz._checks import check_choice
+
 from eaviz.models.classifier import Classifier, ClassifierConfig
 from eaviz.models.segmenter import Segmenter, SegmenterConfig
 
@@ -15,9 +17,7 @@ CONFIGS = {"classifier": ClassifierConfig, "segmenter": SegmenterConfig}
 def config_from_dict(data: dict) -> ClassifierConfig | SegmenterConfig:
     """Inverse of ``config.to_dict()``: ``{"kind": "classifier", ...}`` -> a config dataclass."""
     data = dict(data)
-    kind = data.pop("kind", None)
-    if kind not in CONFIGS:
-        raise ValueError(f"expected config kind to be one of {sorted(CONFIGS)}, got {kind!r}")
+    kind = check_choice(data.pop("kind", None), sorted(CONFIGS), "config kind")
     for key in ("mean", "std"):
         if key in data:
             data[key] = tuple(data[key])

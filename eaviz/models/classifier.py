@@ -14,8 +14,8 @@ from einops import rearrange
 from einops.layers.torch import Rearrange
 from torch import nn
 
-from eaviz._checks import check_positive_int
-from eaviz.attention import make_mixer
+from eaviz._checks import check_choice, check_positive_int
+from eaviz.attention import MIXERS, make_mixer
 from eaviz.models.common import CIFAR_MEAN, CIFAR_STD, MixerBlock, Normalize, conv_bn_act
 
 STEMS = ("conv", "patch")
@@ -31,7 +31,7 @@ class ClassifierConfig:
     patch_size: int = 4  # the token grid is image_size / patch_size on a side
     dim: int = 128
     depth: int = 4
-    mixer: str = "external"  # "external", "self", "multihead_external" or "none"
+    mixer: str = "external"  # a name in eaviz.attention.MIXERS: "external", "self", "multihead_external", "none"
     heads: int = 4
     memory_units: int = 64
     expansion: int = 1  # multi-head EA widening; the released EAMLP uses 4, 1 keeps CPU training fast
@@ -46,20 +46,19 @@ class ClassifierConfig:
         """The EAMLP-style all-MLP classifier: patch stem and multi-head external attention."""
         return cls(**{"stem": "patch", "mixer": "multihead_external", "expansion": 4, **overrides})
 
-    def mixer_kwargs(self) -> dict:
-        """Keyword arguments that ``make_mixer`` takes for ``self.mixer``."""
-        return {
-            "self": {"heads": self.heads},
-            "external": {"memory_units": self.memory_units, "norm": self.norm},
-            "multihead_external": {
-                "heads": self.heads,
-                "memory_units": self.memory_units,
-                "expansion": self.expansion,
-                "norm": self.norm,
-                "dropout": self.dropout,
-            },
-            "none": {},
-        }.get(self.mixer, {})
+    def __post_init__(self) -> None:
+        check_choice(self.stem, STEMS, "stem")
+        MIXERS.resolve(self.mixer)
+        for name in ("num_classes", "image_size", "patch_size", "dim", "depth", "heads", "memory_units", "expansion"):
+            check_positive_int(getattr(self, name), name)
+        if self.image_size % self.patch_size:
+            raise ValueError(f"expected patch_size to divide image_size={self.image_size}, got {self.patch_size}")
+        if self.stem == "conv" and self.patch_size != 4:
+            raise ValueError(f"the conv stem downsamples by 4; expected patch_size=4, got {self.patch_size}")
+
+    def mixer_settings(self) -> dict:
+        """The fields that ``self.mixer`` takes as keyword arguments: ``{"memory_units": 64, "norm": "double"}``."""
+        return MIXERS.settings(self.mixer, vars(self))
 
     def to_dict(self) -> dict:
         return {"kind": "classifier", **asdict(self)}
@@ -74,8 +73,6 @@ def _stem(config: ClassifierConfig) -> nn.Module:
             nn.Linear(3 * p * p, config.dim),
             Rearrange("b h w d -> b d h w"),
         )
-    if config.patch_size != 4:
-        raise ValueError(f"the conv stem downsamples by 4; expected patch_size=4, got {config.patch_size}")
     width = config.dim // 4
     return nn.Sequential(
         conv_bn_act(3, width), conv_bn_act(width, 2 * width, stride=2), conv_bn_act(2 * width, config.dim, stride=2)
@@ -87,11 +84,6 @@ class Classifier(nn.Module):
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
-        if config.stem not in STEMS:
-            raise ValueError(f"expected stem to be one of {STEMS}, got {config.stem!r}")
-        check_positive_int(config.depth, "depth")
-        if config.image_size % config.patch_size:
-            raise ValueError(f"expected patch_size to divide image_size={config.image_size}, got {config.patch_size}")
         self.config = config
         self.grid_size = config.image_size // config.patch_size
         self.normalize = Normalize(config.mean, config.std)
@@ -102,7 +94,7 @@ class Classifier(nn.Module):
             *(
                 MixerBlock(
                     config.dim,
-                    make_mixer(config.mixer, config.dim, **config.mixer_kwargs()),
+                    make_mixer(config.mixer, config.dim, **config.mixer_settings()),
                     mlp_ratio=config.mlp_ratio,
                     dropout=config.dropout,
                 )

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eaviz.attention2d import ExternalAttention2d, NonLocal2d
+from eaviz._checks import check_choice
+from eaviz.attention2d import HEADS, make_head
 from eaviz.models.common import IMAGENET_MEAN, IMAGENET_STD, Normalize, conv_bn_act
 
-HEADS = ("external", "nonlocal", "none")
 BACKBONES = ("small", "resnet18")
 
 
@@ -34,6 +34,10 @@ class SegmenterConfig:
     dropout: float = 0.1
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        HEADS.resolve(self.head)
+        check_choice(self.backbone, BACKBONES, "backbone")
 
     def to_dict(self) -> dict:
         return {"kind": "segmenter", **asdict(self)}
@@ -61,11 +65,8 @@ def resnet18_backbone(pretrained: bool) -> nn.Sequential:
 
 
 def attention_head(config: SegmenterConfig) -> nn.Module:
-    if config.head == "external":
-        return ExternalAttention2d(config.width, memory_units=config.memory_units, norm=config.norm)
-    if config.head == "nonlocal":
-        return NonLocal2d(config.width)
-    return nn.Identity()
+    """The head named by ``config.head``, given the config fields it takes (``memory_units``, ``norm``)."""
+    return make_head(config.head, config.width, **HEADS.settings(config.head, vars(config)))
 
 
 class Segmenter(nn.Module):
@@ -73,10 +74,6 @@ class Segmenter(nn.Module):
 
     def __init__(self, config: SegmenterConfig) -> None:
         super().__init__()
-        if config.head not in HEADS:
-            raise ValueError(f"expected head to be one of {HEADS}, got {config.head!r}")
-        if config.backbone not in BACKBONES:
-            raise ValueError(f"expected backbone to be one of {BACKBONES}, got {config.backbone!r}")
         self.config = config
         self.normalize = Normalize(config.mean, config.std)
         if config.backbone == "resnet18":

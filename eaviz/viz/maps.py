@@ -16,7 +16,6 @@ from einops import rearrange
 from torch import nn
 
 from eaviz._checks import check_images
-from eaviz.attention2d import ExternalAttention2d
 from eaviz.viz.record import (
     AttentionRecord,
     capture_attention,
@@ -54,9 +53,8 @@ def check_layer(model: nn.Module, layer: str | None, kind: str) -> str:
 
 
 def layer_memory_units(model: nn.Module, layer: str) -> int:
-    """S, the number of memory units of the external-attention layer ``layer``."""
-    module = resolve_layer(model, check_layer(model, layer, "external"))
-    return (module.ea if isinstance(module, ExternalAttention2d) else module).memory_units
+    """S, the number of memory units of the external-attention layer ``layer`` (its ``memory_units``)."""
+    return resolve_layer(model, check_layer(model, layer, "external")).memory_units
 
 
 def check_image_batch(images: object, name: str = "images") -> torch.Tensor:

@@ -22,33 +22,24 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from eaviz.attention import MIXERS, ExternalAttention, MultiHeadExternalAttention, NoMixer, SelfAttention
-from eaviz.attention2d import ExternalAttention2d, NonLocal2d
+from eaviz._checks import check_choice
 from eaviz.data.dataset import ImageDataset
-
-EXTERNAL_TYPES = (ExternalAttention, MultiHeadExternalAttention, ExternalAttention2d)
-SELF_TYPES = (SelfAttention, NonLocal2d)
-
-
-def _attention_types() -> tuple[type[nn.Module], ...]:
-    """Modules whose ``forward(x, return_attn=True)`` returns a map: every mixer but NoMixer."""
-    mixers = tuple(cls for cls in MIXERS.values() if cls is not NoMixer)
-    return (*mixers, ExternalAttention2d, NonLocal2d)
+from eaviz.registry import kind_of
 
 
 def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
     """The attention layers of ``model`` by module name, outermost only.
 
-    An :class:`~eaviz.attention2d.ExternalAttention2d` block is listed, its inner ``.ea`` is
-    not: the block's map is the one the book draws.
+    An attention layer is a module whose class declares ``kind = "external"`` or ``"self"``
+    (see :mod:`eaviz.registry`). An :class:`~eaviz.attention2d.ExternalAttention2d` block is
+    listed, its inner ``.ea`` is not: the block's map is the one the book draws.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected model to be a torch.nn.Module, got {type(model).__name__}")
-    types = _attention_types()
     found: dict[str, nn.Module] = {}
     for name, module in model.named_modules():
         inside_found = any(name.startswith(f"{outer}.") for outer in found)
-        if isinstance(module, types) and not inside_found:
+        if kind_of(module) in ("external", "self") and not inside_found:
             found[name] = module
     return found
 
@@ -59,9 +50,8 @@ def mixer_names(model: nn.Module) -> list[str]:
 
 
 def layer_kind(model: nn.Module, layer: str) -> str:
-    """``"external"`` (maps over memory units) or ``"self"`` (maps over positions) for ``layer``."""
-    module = resolve_layer(model, layer)
-    return "external" if isinstance(module, EXTERNAL_TYPES) else "self"
+    """``"external"`` (maps over memory units) or ``"self"`` (maps over positions): what ``layer``'s class declares."""
+    return kind_of(resolve_layer(model, layer))
 
 
 def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
@@ -69,9 +59,7 @@ def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
     modules = attention_modules(model)
     if not modules:
         raise ValueError(f"{type(model).__name__} has no attention layers (its mixers return no map)")
-    if layer not in modules:
-        raise ValueError(f"unknown layer {layer!r}; expected one of {list(modules)}")
-    return modules[layer]
+    return modules[check_choice(layer, list(modules), "layer")]
 
 
 class AttentionRecord(dict):
