@@ -1,7 +1,17 @@
-"""Datasets as in-memory tensors (CIFAR, Pascal VOC, built-in synthetic sets) and device-side batches."""
+"""Datasets as in-memory tensors (CIFAR, Pascal VOC, built-in synthetic sets) and device-side batches.
+
+``DATASETS`` is the one table of datasets by name: each entry holds its loader, called as
+``loader(split, *, root=None, download=False, limit=None, **options)``, and its task. A new
+dataset is a loader with that signature and one line in the table.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from eaviz._checks import check_choice
 from eaviz.data.cifar import load_cifar
 from eaviz.data.dataset import DATA_ENV, ImageDataset, data_root
 from eaviz.data.loader import BatchLoader
@@ -12,6 +22,7 @@ __all__ = [
     "DATA_ENV",
     "DATASETS",
     "BatchLoader",
+    "Dataset",
     "ImageDataset",
     "data_root",
     "load_cifar",
@@ -23,27 +34,43 @@ __all__ = [
     "make_shapes_segmentation",
 ]
 
-DATASETS = ("cifar10", "cifar100", "voc", "shapes", "shapes_seg")
+TASKS = ("classification", "segmentation")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A table entry: ``loader(split, *, root, download, limit, **options) -> ImageDataset`` and its task."""
+
+    loader: Callable[..., ImageDataset]
+    task: str
+
+    def __post_init__(self) -> None:
+        check_choice(self.task, TASKS, "task")
+
+
+def built_in(make: Callable[..., ImageDataset]) -> Callable[..., ImageDataset]:
+    """A synthetic set's loader in the table's signature: it needs no files, and ``limit`` is its size ``n``."""
+
+    def loader(split: str = "train", *, root=None, download: bool = False, limit: int | None = None, **options):
+        return make(split, n=limit, **options)
+
+    return loader
+
+
+DATASETS: dict[str, Dataset] = {
+    "cifar10": Dataset(partial(load_cifar, "cifar10"), "classification"),
+    "cifar100": Dataset(partial(load_cifar, "cifar100"), "classification"),
+    "voc": Dataset(load_voc, "segmentation"),
+    "shapes": Dataset(built_in(load_shapes), "classification"),
+    "shapes_seg": Dataset(built_in(load_shapes_segmentation), "segmentation"),
+}
 
 
 def load_dataset(name: str, split: str = "train", **kwargs) -> ImageDataset:
-    """Load a dataset by name: "cifar10", "cifar100", "voc", "shapes" or "shapes_seg".
+    """Load a dataset of ``DATASETS`` by name: "cifar10", "cifar100", "voc", "shapes" or "shapes_seg".
 
     Keyword arguments go to the loader (``root``, ``download``, ``limit``, ...). A named
     dataset that is missing raises an error that says how to get it; it is never replaced
     by a synthetic one behind your back.
     """
-    if name in ("cifar10", "cifar100"):
-        return load_cifar(name, split, **kwargs)
-    if name == "voc":
-        return load_voc(split, **kwargs)
-    if name in ("shapes", "shapes_seg"):
-        # Built-in sets need no files: a root or download flag has nothing to act on.
-        kwargs.pop("root", None)
-        kwargs.pop("download", None)
-        if kwargs.get("limit") is not None:
-            kwargs["n"] = kwargs.pop("limit")
-        kwargs.pop("limit", None)
-        loader = load_shapes if name == "shapes" else load_shapes_segmentation
-        return loader(split, **kwargs)
-    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    return DATASETS[check_choice(name, tuple(DATASETS), "dataset")].loader(split, **kwargs)
