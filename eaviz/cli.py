@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from eaviz.attention import MIXERS, NORMS
-from eaviz.bench import DTYPES, RESULTS_DIR, TRAIN_MIXERS, bench_attention, bench_train
+from eaviz.bench import DTYPES, RESULTS_DIR, bench_attention, bench_train
 from eaviz.data import DATASETS, ImageDataset, load_dataset
 from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
 from eaviz.models.classifier import STEMS
@@ -269,8 +269,7 @@ def _add_bench_parser(subparsers) -> None:
         "--mixers",
         nargs="+",
         choices=sorted(MIXERS),
-        default=list(TRAIN_MIXERS),
-        help=f"mixers to compare (default: {' '.join(TRAIN_MIXERS)})",
+        help="mixers to compare (default: every registered mixer)",
     )
     training.add_argument("--steps", type=int, default=10, help="timed training steps per mixer (default: 10)")
     training.add_argument(
