@@ -22,7 +22,8 @@ from torch import nn
 from eaviz._checks import check_positive_int
 from eaviz.data.dataset import ImageDataset
 from eaviz.viz.maps import check_layer, check_units
-from eaviz.viz.plots import PANEL_INCHES, hide_ticks, image_to_numpy, mark_cell
+from eaviz.viz.overlay import overlay
+from eaviz.viz.plots import PANEL_INCHES, hide_ticks, mark_cell
 from eaviz.viz.record import attention_batches, reduce_heads
 
 SCORE = "peak attention weight max_n A[n, s] after the layer's normalisation"
@@ -141,7 +142,7 @@ def plot_memory_atlas(
         for col, (index, score, cell) in enumerate(atlas.top(unit)[:top]):
             ax = axes[row, col]
             image, target = dataset[index]
-            ax.imshow(image_to_numpy(image))
+            overlay(image, ax=ax)
             mark_cell(ax, cell, atlas.grid, size)
             hide_ticks(ax)
             label = dataset.classes[int(target)] if named else f"#{index}"

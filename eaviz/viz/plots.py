@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
@@ -18,14 +17,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from eaviz.viz.maps import check_image_batch, check_query
+from eaviz.viz.overlay import image_to_numpy, overlay  # noqa: F401 - image_to_numpy: notebooks import it here
 
 SCALES = ("per_map", "shared")
 PANEL_INCHES = 1.6
-
-
-def image_to_numpy(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> (H, W, 3) numpy array for ``imshow``."""
-    return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
 def hide_ticks(ax: Axes) -> None:
@@ -90,15 +85,12 @@ def _map_grid(
     fig = Figure(figsize=(PANEL_INCHES * n_cols + colorbar_inches, PANEL_INCHES * b + 0.4), layout="constrained")
     axes = fig.subplots(b, n_cols, squeeze=False)
     vmax = max(float(maps.max()) for _, maps in columns) if scale == "shared" else None
+    low = 0.0 if vmax is not None else None
     for i in range(b):
-        picture = image_to_numpy(images[i])
         for j, ax in enumerate(axes[i]):
-            ax.imshow(picture)
+            heat = columns[j - 1][1][i] if j > 0 else None
+            overlay(images[i], heat, cmap=cmap, alpha=alpha, vmin=low, vmax=vmax, ax=ax)
             hide_ticks(ax)
-            if j > 0:
-                heat = columns[j - 1][1][i].numpy()
-                low, high = (0.0, vmax) if vmax is not None else (float(heat.min()), float(heat.max()))
-                ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=low, vmax=max(high, low + 1e-12))
             if marker is not None and (j == 0 or j in marked_columns):
                 mark_cell(ax, marker[0], marker[1], size)
             if i == 0:

@@ -1,0 +1,49 @@
+"""Explanations next to attention maps: captum attributions and deletion / insertion curves.
+
+An attention map says where a layer *looked*; an attribution says which pixels *changed the
+prediction*. :func:`attribute` computes four classic attributions through captum, in the same
+form as the attention maps, ``(B, H, W)`` and non-negative:
+
+=======================  ======================================================  ===============
+method                   what it measures                                        made positive by
+=======================  ======================================================  ===============
+``integrated_gradients`` path integral of gradients from a black image           abs, sum over RGB
+``saliency``             gradient of the class logit w.r.t. the pixels           abs, max over RGB
+``grad_cam``             channel-weighted activations of ``model.token_grid``    ReLU (the paper's)
+``occlusion``            drop of the class logit when a patch is blacked out     ReLU
+=======================  ======================================================  ===============
+
+Whether any map -- attention or attribution -- is *faithful* to the model is measured by the
+deletion and insertion curves of Petsiuk et al. (RISE, 2018): remove the most important
+pixels first and watch the class probability fall (a low area under the curve is good), or
+insert them into a blurred image and watch it rise (a high area is good).
+"""
+
+from eaviz.explain.attribution import METHODS, Target, attribute
+from eaviz.explain.faithfulness import (
+    BASELINES,
+    MODES,
+    Curve,
+    baseline_images,
+    deletion_curve,
+    faithfulness_curves,
+    faithfulness_table,
+    gaussian_blur,
+)
+from eaviz.explain.figures import plot_explanations, plot_faithfulness
+
+__all__ = [
+    "BASELINES",
+    "METHODS",
+    "MODES",
+    "Curve",
+    "Target",
+    "attribute",
+    "baseline_images",
+    "deletion_curve",
+    "faithfulness_curves",
+    "faithfulness_table",
+    "gaussian_blur",
+    "plot_explanations",
+    "plot_faithfulness",
+]

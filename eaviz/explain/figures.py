@@ -1,0 +1,102 @@
+"""Figures of explanations: maps next to their images, and faithfulness curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from matplotlib.figure import Figure
+
+from eaviz._checks import check_images
+from eaviz.explain.faithfulness import MODES, Curve
+from eaviz.viz.overlay import overlay
+
+
+def _as_maps(maps: object, name: str) -> torch.Tensor:
+    """A (B, h, w) float tensor from a tensor or array."""
+    if not isinstance(maps, torch.Tensor):
+        try:
+            maps = torch.as_tensor(maps)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"expected {name} to be a tensor or array of shape (B, h, w), got {type(maps).__name__}"
+            ) from None
+    maps = maps.detach()
+    if not maps.is_floating_point():
+        maps = maps.float()
+    if maps.ndim != 3:
+        raise ValueError(f"expected {name} of shape (B, h, w), got {tuple(maps.shape)}")
+    return maps
+
+
+def plot_explanations(
+    images: torch.Tensor,
+    columns: Mapping[str, torch.Tensor],
+    *,
+    cmap: str = "inferno",
+    alpha: float = 0.6,
+) -> Figure:
+    """Images in the first column, then one overlaid column per named map set.
+
+    images: (B, 3, H, W) in [0, 1]; columns: {title: (B, h, w)} tensors or arrays, e.g.
+    ``{"EA unit 7": ea_maps[:, 0], "SA": sa_maps, **attribute(model, images)}``. Maps may
+    be coarser than the image (an 8 x 8 token map) and are stretched over it, on a grey copy
+    of the image. Each map is min-max scaled per image, so colours compare *where* a map is
+    high, not how high.
+    """
+    images = check_images(images).detach().cpu()
+    columns = {title: _as_maps(maps, f"columns[{title!r}]").cpu() for title, maps in columns.items()}
+    for title, maps in columns.items():
+        if maps.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"expected columns[{title!r}] to hold one map per image, (B={images.shape[0]}, h, w), "
+                f"got {tuple(maps.shape)}"
+            )
+    rows, cols = images.shape[0], 1 + len(columns)
+    fig = Figure(figsize=(1.8 * cols, 1.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i in range(rows):
+        overlay(images[i], ax=axes[i, 0])
+        for j, maps in enumerate(columns.values(), start=1):
+            overlay(images[i], maps[i], cmap=cmap, alpha=alpha, gray=True, ax=axes[i, j])
+    for j, title in enumerate(["image", *columns]):
+        axes[0, j].set_title(title, fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def plot_faithfulness(curves: Mapping[str, Curve | Mapping[str, Curve]]) -> Figure:
+    """One panel per mode, the batch-mean curve of every method, its mean AUC in the legend.
+
+    curves: the output of :func:`faithfulness_curves`, or {method: Curve}.
+    """
+    panels: dict[str, list[tuple[str, Curve]]] = {}
+    for name, value in curves.items():
+        for curve in [value] if isinstance(value, Curve) else value.values():
+            if not isinstance(curve, Curve):
+                raise TypeError(
+                    f"expected curves[{name!r}] to be a Curve or a dict of Curves, got {type(curve).__name__}"
+                )
+            panels.setdefault(curve.mode, []).append((name, curve))
+    if not panels:
+        raise ValueError("expected at least one curve, got none")
+    modes = [m for m in MODES if m in panels]
+    fig = Figure(figsize=(4.5 * len(modes), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(modes), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        for name, curve in panels[mode]:
+            ax.plot(
+                curve.fractions.cpu(),
+                curve.scores.mean(dim=0).cpu(),
+                label=f"{name} (AUC {curve.auc.mean().item():.3f})",
+            )
+        better = "lower" if mode == "deletion" else "higher"
+        ax.set_title(f"{mode} ({better} AUC is better)")
+        ax.set_xlabel(f"fraction of pixels {'removed' if mode == 'deletion' else 'inserted'}")
+        ax.set_ylabel("probability of the class")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+    return fig
