@@ -1,11 +1,4 @@
-"""Interactive views of attention: a live explorer, and static explorers for the website.
-
-:class:`AttentionExplorer` needs a running kernel: every control calls back into Python,
-which reads the cached attention of the chosen image and renders a PNG. On the book's
-static pages Python callbacks do nothing, so :func:`static_unit_explorer` and
-:func:`static_query_explorer` precompute one small PNG per memory unit (or query position)
-and let a slider pick among them in the browser (``jslink`` to a ``Stack``).
-"""
+"""The live attention explorer: pick an image, a layer and memory units (or a query) and see the maps."""
 
 from __future__ import annotations
 
@@ -14,97 +7,21 @@ import io
 import statistics
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import ipywidgets as widgets
-import matplotlib
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageOps
 from torch import nn
 
 from eaviz._checks import check_choice, check_positive_int
 from eaviz.data.dataset import ImageDataset
 from eaviz.viz.atlas import MemoryAtlas
-from eaviz.viz.maps import check_image_batch, check_layer, check_query, check_units, query_map, unit_maps
+from eaviz.viz.maps import check_units, query_map, unit_maps
 from eaviz.viz.record import AttentionRecord, capture_attention, layer_kind, mixer_names, reduce_heads
-
-CMAPS = ("inferno", "viridis", "magma", "jet", "gray")
-CAPTION_PX = 14
-
-
-def _check_cmap(cmap: str) -> str:
-    if cmap not in matplotlib.colormaps:
-        raise ValueError(f"expected cmap to be a matplotlib colormap name such as {CMAPS}, got {cmap!r}")
-    return cmap
-
-
-def _panel_shape(height: int, width: int, panel: int) -> tuple[int, int]:
-    """(rows, cols) of a panel ``panel`` pixels high that keeps the image's aspect ratio."""
-    return panel, max(1, round(panel * width / height))
-
-
-def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a float (H, W) map or (H, W, 3) image to ``shape = (rows, cols)``."""
-    if array.ndim == 2:
-        return np.asarray(Image.fromarray(array.astype(np.float32)).resize(shape[::-1], Image.Resampling.BILINEAR))
-    picture = Image.fromarray((array * 255).round().astype(np.uint8)).resize(shape[::-1], Image.Resampling.BILINEAR)
-    return np.asarray(picture, dtype=np.float32) / 255
-
-
-def overlay(image: torch.Tensor, heat: torch.Tensor | None, *, panel: int, cmap: str, alpha: float) -> np.ndarray:
-    """image (3, H, W) in [0, 1] with ``heat`` (H, W) over it -> uint8 (panel, W', 3).
-
-    The map is stretched to its own range, coloured with ``cmap`` and blended with weight
-    ``alpha``; ``heat=None`` gives the image alone.
-    """
-    picture = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    shape = _panel_shape(picture.shape[0], picture.shape[1], panel)
-    picture = _resize(picture, shape)
-    if heat is not None:
-        values = _resize(heat.detach().float().cpu().numpy(), shape)
-        low, high = float(values.min()), float(values.max())
-        colours = matplotlib.colormaps[cmap]((values - low) / max(high - low, 1e-12))[..., :3]
-        picture = (1 - alpha) * picture + alpha * colours
-    return (picture.clip(0, 1) * 255).round().astype(np.uint8)
-
-
-def _outline(panel: np.ndarray, cell: tuple[int, int], grid: tuple[int, int], colour=(0, 255, 255)) -> np.ndarray:
-    """Draw the outline of token ``cell = (row, col)`` of a ``grid = (h, w)`` on a panel."""
-    picture = Image.fromarray(panel)
-    rows, cols = panel.shape[:2]
-    (row, col), (h, w) = cell, grid
-    top, left = row * rows / h, col * cols / w
-    ImageDraw.Draw(picture).rectangle(
-        (left, top, left + cols / w - 1, top + rows / h - 1), outline=colour, width=max(1, rows // 48)
-    )
-    return np.asarray(picture)
-
-
-def _strip(panels: list[np.ndarray], caption: str | None = None, gap: int = 2) -> Image.Image:
-    """Panels side by side on white, with an optional caption line above them."""
-    rows = panels[0].shape[0]
-    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
-    top = CAPTION_PX if caption else 0
-    canvas = Image.new("RGB", (width, rows + top), "white")
-    x = 0
-    for panel in panels:
-        canvas.paste(Image.fromarray(panel), (x, top))
-        x += panel.shape[1] + gap
-    if caption:
-        ImageDraw.Draw(canvas).text((2, 1), caption, fill="black", font=ImageFont.load_default())
-    return canvas
-
-
-def _png(picture: Image.Image, *, small: bool) -> bytes:
-    """PNG bytes; ``small`` quantises to 128 colours, which keeps static frames light."""
-    buffer = io.BytesIO()
-    if small:
-        picture.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
-    else:
-        picture.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+from eaviz.widgets.frames import CMAPS, check_cmap, draw_panel, outline, png, strip
 
 
 class AttentionExplorer:
@@ -165,7 +82,7 @@ class AttentionExplorer:
         self.row = widgets.IntSlider(min=0, max=0, description="query row")
         self.col = widgets.IntSlider(min=0, max=0, description="query col")
         self.alpha = widgets.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="alpha")
-        self.cmap = widgets.Dropdown(options=sorted({*CMAPS, _check_cmap(cmap)}), value=cmap, description="colormap")
+        self.cmap = widgets.Dropdown(options=sorted({*CMAPS, check_cmap(cmap)}), value=cmap, description="colormap")
         self.image = widgets.Image(format="png")
         self.caption = widgets.HTML()
         self.atlas_image = widgets.Image(format="png")
@@ -310,11 +227,11 @@ class AttentionExplorer:
             maps = query_map(attn, grid, query, size)
             titles = f"query {query}"
         cmap, alpha = self.cmap.value, self.alpha.value
-        panels = [overlay(image, heat, panel=self.panel, cmap=cmap, alpha=alpha) for heat in (None, *maps)]
+        panels = [draw_panel(image, heat, height=self.panel, cmap=cmap, alpha=alpha) for heat in (None, *maps)]
         if query is not None:
-            panels = [_outline(panel, query, grid) for panel in panels]
+            panels = [outline(panel, query, grid) for panel in panels]
         self.current_maps = maps.numpy()
-        self.image.value = _png(_strip(panels), small=False)
+        self.image.value = png(strip(panels), small=False)
         self.caption.value = f"{self._describe(output)} &middot; {name}: image, then {titles}"
         self._render_atlas()
 
@@ -339,9 +256,9 @@ class AttentionExplorer:
         if unit not in self._atlas_strips:
             thumbs = []
             for index, _, cell in atlas.top(unit):
-                thumb = overlay(self.dataset[index][0], None, panel=self.panel // 2, cmap=self.cmap.value, alpha=0.0)
-                thumbs.append(_outline(thumb, cell, atlas.grid))
-            self._atlas_strips[unit] = _png(_strip(thumbs), small=False)
+                thumb = draw_panel(self.dataset[index][0], height=self.panel // 2)
+                thumbs.append(outline(thumb, cell, atlas.grid))
+            self._atlas_strips[unit] = png(strip(thumbs), small=False)
         self.atlas_image.value = self._atlas_strips[unit]
         self.atlas_image.layout.display = None
         self.atlas_caption.value = f"images of the dataset that excite unit {unit} most (peak token outlined)"
@@ -380,91 +297,3 @@ class AttentionExplorer:
             "interaction_ms": statistics.median(interaction),
             "new_image_ms": statistics.median(new_image) if new_image else float("nan"),
         }
-
-
-class StaticExplorer(widgets.VBox):
-    """A slider that flips through precomputed PNG frames in the browser, with no kernel.
-
-    ``slider`` (IntSlider) is ``jslink``-ed (``link``) to ``stack.selected_index``; every
-    child of ``stack`` is an ``ipywidgets.Image`` holding one of ``frames`` (PNG bytes).
-    Saved with the notebook's widget state, it stays interactive on the static website.
-    """
-
-    def __init__(self, frames: list[bytes], *, description: str, caption: str) -> None:
-        super().__init__()
-        self.frames = frames
-        self.stack = widgets.Stack([widgets.Image(value=frame, format="png") for frame in frames], selected_index=0)
-        self.slider = widgets.IntSlider(value=0, min=0, max=len(frames) - 1, description=description)
-        self.link = widgets.jslink((self.slider, "value"), (self.stack, "selected_index"))
-        self.children = [widgets.HBox([self.slider, widgets.Label(caption)]), self.stack]
-
-
-def static_unit_explorer(
-    model: nn.Module,
-    images: torch.Tensor,
-    layer: str | None = None,
-    units: int | Iterable[int] | None = None,
-    *,
-    head: int | None = None,
-    cmap: str = "inferno",
-    alpha: float = 0.6,
-    panel: int = 72,
-) -> StaticExplorer:
-    """One frame per memory unit: all ``images`` in a row with that unit's map over them.
-
-    images: (B, 3, H, W) in [0, 1], a handful (4-8); ``units``: default all S of ``layer``
-    (the deepest external-attention layer by default). Each frame is a PNG about
-    ``panel`` pixels high, captioned with its unit, of roughly 5-20 KB: 64 units of 6
-    images weigh about 1 MB in the notebook, so pass a subset for a lighter page.
-    """
-    images = check_image_batch(images)
-    layer = check_layer(model, layer, "external")
-    _check_cmap(cmap)
-    record, _ = capture_attention(model, images, [layer])
-    attn = reduce_heads(record[layer], head).cpu()
-    chosen = check_units(units, attn.shape[-1], layer)
-    maps = unit_maps(attn, record.grids[layer], chosen, tuple(images.shape[-2:]))  # (B, K, H, W)
-    frames = []
-    for k, unit in enumerate(chosen):
-        panels = [overlay(images[i], maps[i, k], panel=panel, cmap=cmap, alpha=alpha) for i in range(len(images))]
-        frames.append(_png(_strip(panels, f"unit {unit} of {layer}"), small=True))
-    description = "unit" if chosen == list(range(len(chosen))) else "frame"
-    caption = f"{len(chosen)} memory units of {layer}: drag to flip"
-    return StaticExplorer(frames, description=description, caption=caption)
-
-
-def static_query_explorer(
-    model: nn.Module,
-    images: torch.Tensor,
-    layer: str | None = None,
-    *,
-    step: int = 1,
-    head: int | None = None,
-    cmap: str = "inferno",
-    alpha: float = 0.6,
-    panel: int = 72,
-) -> StaticExplorer:
-    """One frame per query position (row-major, every ``step``-th row and column).
-
-    images: (B, 3, H, W) in [0, 1]; ``layer``: a self-attention layer (default: the
-    deepest). Each frame shows the images with the query's patch outlined and its
-    attention over them; an 8x8 grid gives 64 frames, ``step=2`` gives 16.
-    """
-    images = check_image_batch(images)
-    check_positive_int(step, "step")
-    layer = check_layer(model, layer, "self")
-    _check_cmap(cmap)
-    record, _ = capture_attention(model, images, [layer])
-    attn = reduce_heads(record[layer], head).cpu()
-    grid = record.grids[layer]
-    queries = [(r, c) for r in range(0, grid[0], step) for c in range(0, grid[1], step)]
-    frames = []
-    for query in queries:
-        maps = query_map(attn, grid, check_query(query, grid), tuple(images.shape[-2:]))  # (B, H, W)
-        panels = [
-            _outline(overlay(images[i], maps[i], panel=panel, cmap=cmap, alpha=alpha), query, grid)
-            for i in range(len(images))
-        ]
-        frames.append(_png(_strip(panels, f"query (row {query[0]}, col {query[1]}) of {layer}"), small=True))
-    caption = f"{len(queries)} query positions of {layer}, row by row: drag to flip"
-    return StaticExplorer(frames, description="frame", caption=caption)

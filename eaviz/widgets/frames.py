@@ -1,0 +1,71 @@
+"""Frames for the explorers: image panels with a map over them, outlined tokens, PNG strips.
+
+Panels are uint8 (rows, cols, 3) arrays drawn by :func:`eaviz.viz.overlay.overlay` and
+joined with PIL, which is fast enough to redraw on every slider move.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from eaviz.viz.overlay import overlay, to_uint8
+
+CMAPS = ("inferno", "viridis", "magma", "jet", "gray")
+CAPTION_PX = 14
+
+
+def check_cmap(cmap: str) -> str:
+    if cmap not in matplotlib.colormaps:
+        raise ValueError(f"expected cmap to be a matplotlib colormap name such as {CMAPS}, got {cmap!r}")
+    return cmap
+
+
+def draw_panel(
+    image: torch.Tensor, heat: torch.Tensor | None = None, *, height: int, cmap: str = "inferno", alpha: float = 0.6
+) -> np.ndarray:
+    """image (3, H, W) in [0, 1] with ``heat`` (H, W) over it -> uint8 (height, W', 3), aspect ratio kept."""
+    rows, cols = image.shape[-2:]
+    size = (height, max(1, round(height * cols / rows)))
+    return to_uint8(overlay(image, heat, cmap=cmap, alpha=alpha, size=size))
+
+
+def outline(panel: np.ndarray, cell: tuple[int, int], grid: tuple[int, int], colour=(0, 255, 255)) -> np.ndarray:
+    """Draw the outline of token ``cell = (row, col)`` of a ``grid = (h, w)`` on a panel."""
+    picture = Image.fromarray(panel)
+    rows, cols = panel.shape[:2]
+    (row, col), (h, w) = cell, grid
+    top, left = row * rows / h, col * cols / w
+    ImageDraw.Draw(picture).rectangle(
+        (left, top, left + cols / w - 1, top + rows / h - 1), outline=colour, width=max(1, rows // 48)
+    )
+    return np.asarray(picture)
+
+
+def strip(panels: list[np.ndarray], caption: str | None = None, gap: int = 2) -> Image.Image:
+    """Panels side by side on white, with an optional caption line above them."""
+    rows = panels[0].shape[0]
+    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
+    top = CAPTION_PX if caption else 0
+    canvas = Image.new("RGB", (width, rows + top), "white")
+    x = 0
+    for panel in panels:
+        canvas.paste(Image.fromarray(panel), (x, top))
+        x += panel.shape[1] + gap
+    if caption:
+        ImageDraw.Draw(canvas).text((2, 1), caption, fill="black", font=ImageFont.load_default())
+    return canvas
+
+
+def png(picture: Image.Image, *, small: bool) -> bytes:
+    """PNG bytes; ``small`` quantises to 128 colours, which keeps static frames light."""
+    buffer = io.BytesIO()
+    if small:
+        picture.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
+    else:
+        picture.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
