@@ -88,7 +88,8 @@ def test_the_attention_benchmark_measures_the_new_mixer_by_name():
         (16, 32), mixers=("external", "cosine_memory"), dim=8, memory_units=4, device="cpu", min_run_time=0.001,
         out=None, verbose=False,
     )  # fmt: skip
-    assert [(r["tokens"], r["mixer"]) for r in rows] == [(n, m) for n in (16, 32) for m in ("external", "cosine_memory")]
+    cases = [(n, m) for n in (16, 32) for m in ("external", "cosine_memory")]
+    assert [(r["tokens"], r["mixer"]) for r in rows] == cases
     found = {(r["tokens"], r["mixer"]): r for r in rows}
     assert found[(32, "cosine_memory")]["estimated_mb"] == found[(32, "external")]["estimated_mb"]  # an N x S map
     assert all(r["forward_backward_ms"] > 0 for r in rows)
