@@ -283,19 +283,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="run: seconds one notebook may take")
 
 
-def add_notebooks_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``notebooks`` to a CLI's subcommands; the parsed args' ``func`` runs it."""
-    parser = subparsers.add_parser(
-        "notebooks",
-        help="execute, sync or check the book's notebooks",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_arguments(parser)
-    parser.set_defaults(func=notebooks_command)
-    return parser
-
-
 def notebooks_command(args: argparse.Namespace) -> int:
     """Carry out a parsed ``notebooks`` command; returns the exit status."""
     paths = args.paths or toc_notebooks(find_book_root())
