@@ -14,6 +14,7 @@ from eaviz.attention import (  # noqa: E402
     SelfAttention,
     double_normalization,
     make_mixer,
+    register_mixer,
 )
 from eaviz.attention2d import ExternalAttention2d, NonLocal2d  # noqa: E402
 from eaviz.data import load_dataset  # noqa: E402
@@ -41,6 +42,7 @@ __all__ = [
     "load_dataset",
     "load_pretrained",
     "make_mixer",
+    "register_mixer",
     "setup",
     "train",
 ]
