@@ -23,7 +23,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from eaviz._checks import check_positive_int
+from eaviz._checks import check_choice, check_positive_int
 from eaviz.data.dataset import ImageDataset
 
 Region = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -241,9 +241,7 @@ def make_shapes_segmentation(n: int, *, size: int = 64, seed: int = 0, max_objec
 
 
 def _split_seed(split: str) -> int:
-    if split not in SPLIT_SEEDS:
-        raise ValueError(f"expected split to be one of {sorted(SPLIT_SEEDS)}, got {split!r}")
-    return SPLIT_SEEDS[split]
+    return SPLIT_SEEDS[check_choice(split, sorted(SPLIT_SEEDS), "split")]
 
 
 def load_shapes(split: str = "train", *, n: int | None = None, size: int = 32) -> ImageDataset:

@@ -16,6 +16,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from eaviz._checks import check_choice
 from eaviz.viz.maps import check_image_batch, check_query
 from eaviz.viz.overlay import image_to_numpy, overlay  # noqa: F401 - image_to_numpy: notebooks import it here
 
@@ -39,12 +40,6 @@ def mark_cell(
     cell_h, cell_w = height / h, width / w
     corner = (col * cell_w - 0.5, row * cell_h - 0.5)  # pixel centres sit on integers
     ax.add_patch(Rectangle(corner, cell_w, cell_h, fill=False, edgecolor=color, linewidth=1.5))
-
-
-def _check_scale(scale: str) -> str:
-    if scale not in SCALES:
-        raise ValueError(f"expected scale to be one of {SCALES}, got {scale!r}")
-    return scale
 
 
 def _check_maps(maps: torch.Tensor, images: torch.Tensor, name: str, ndim: int) -> torch.Tensor:
@@ -75,7 +70,7 @@ def _map_grid(
     ``marker = (cell, grid)`` outlines one token's patch in the image column and in the
     columns listed in ``marked_columns`` (1-based, like the figure's columns).
     """
-    _check_scale(scale)
+    check_choice(scale, SCALES, "scale")
     b = images.shape[0]
     if row_labels is not None and len(row_labels) != b:
         raise ValueError(f"expected {b} row_labels (one per image), got {len(row_labels)}")

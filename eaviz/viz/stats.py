@@ -18,7 +18,7 @@ from einops import rearrange
 from matplotlib.figure import Figure
 from torch import nn
 
-from eaviz._checks import check_float_tensor, check_positive_int
+from eaviz._checks import check_choice, check_float_tensor, check_positive_int
 from eaviz.data.dataset import ImageDataset
 from eaviz.viz.maps import check_layer, layer_memory_units
 from eaviz.viz.record import attention_batches, reduce_heads
@@ -103,8 +103,7 @@ def plot_unit_class_heatmap(
     mass = check_float_tensor(mass, "mass").detach().cpu()
     if mass.ndim != 2 or mass.shape[1] != len(classes):
         raise ValueError(f"expected mass of shape (S, C={len(classes)}), got {tuple(mass.shape)}")
-    if normalize not in NORMALIZE:
-        raise ValueError(f"expected normalize to be one of {NORMALIZE}, got {normalize!r}")
+    check_choice(normalize, NORMALIZE, "normalize")
     values = mass / mass.nansum(dim=1, keepdim=True) if normalize == "unit" else mass
     units = torch.arange(mass.shape[0])
     if sort:
