@@ -38,12 +38,14 @@ KINDS = ("external", "self", "none")
 Builder = type[nn.Module] | partial
 
 
+def _class_of(block: object) -> type:
+    cls = block.func if isinstance(block, partial) else block
+    return cls if isinstance(cls, type) else type(cls)
+
+
 def kind_of(block: object) -> str | None:
     """The ``kind`` a block's class declares (a module, a class or a partial of one); None if it declares none."""
-    cls = block.func if isinstance(block, partial) else block
-    cls = cls if isinstance(cls, type) else type(cls)
-    kind = getattr(cls, "kind", None)
-    return None if kind is None else check_choice(kind, KINDS, f"{cls.__name__}.kind")
+    return getattr(_class_of(block), "kind", None)
 
 
 class Registry(dict):
@@ -66,6 +68,8 @@ class Registry(dict):
         if not isinstance(name, str) or not name:
             raise TypeError(f"expected {self.what} name to be a non-empty str, got {name!r}")
         declared = kind_of(builder)
+        if declared is not None:
+            check_choice(declared, KINDS, f"{_class_of(builder).__name__}.kind")
         if declared is None and kind != "none":
             raise TypeError(
                 f"expected {self.what} {name!r} to declare what it is: a class attribute kind = one of {KINDS}"
