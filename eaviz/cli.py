@@ -35,7 +35,7 @@ from eaviz.pretrained import RECIPES, available, load_card, train_recipe
 from eaviz.profile import resolve_device
 from eaviz.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate, load_checkpoint, train
 
-SEGMENTATION_TASKS = tuple(name for name, dataset in DATASETS.items() if dataset.task == "segmentation")
+SEGMENTATION_TASKS = ("voc", "shapes_seg")
 # Model flags and the config field each one sets, per kind of task.
 CLASSIFIER_FLAGS = {
     "mixer": "mixer",

@@ -32,7 +32,7 @@ class Normalize(nn.Module):
 class MixerBlock(nn.Module):
     """Pre-norm block: ``x + mixer(norm(x))`` then ``x + mlp(norm(x))``.
 
-    x: (B, N, d) -> (B, N, d). The mixer is any module from ``eaviz.attention``.
+    x: (B, N, d) -> (B, N, d). The mixer is any token mixer, e.g. ``make_mixer("external", dim)``.
     """
 
     def __init__(self, dim: int, mixer: nn.Module, *, mlp_ratio: int = 2, dropout: float = 0.0) -> None:
