@@ -97,6 +97,11 @@ def test_bench_attention_rejects_an_unknown_dtype():
         bench.bench_attention((16,), dtype="float16", out=None, **TINY)
 
 
+def test_bench_attention_rejects_a_mixer_without_a_map():
+    with pytest.raises(ValueError, match="expected mixers with an attention map to compare, got 'none'"):
+        bench.bench_attention((16,), mixers=("external", "none"), out=None, **TINY)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
 def test_bench_attention_asks_for_a_device_the_machine_has():
     with pytest.raises(ValueError, match="CUDA is not available"):

@@ -35,8 +35,11 @@ ATTENTION_MIXERS = {
 
 
 def _label_and_mixer(name: str):
+    """(label, mixer) of a name of ATTENTION_MIXERS or of a registered mixer with an attention map."""
     if name in ATTENTION_MIXERS:
         return ATTENTION_MIXERS[name]
+    if MIXERS.kind(name) == "none":
+        raise ValueError(f"expected mixers with an attention map to compare, got {name!r}, whose kind is 'none'")
     return name, MIXERS.resolve(name)
 
 
