@@ -22,7 +22,7 @@ __all__ = [
     "DATA_ENV",
     "DATASETS",
     "BatchLoader",
-    "Dataset",
+    "DatasetEntry",
     "ImageDataset",
     "data_root",
     "load_cifar",
@@ -38,7 +38,7 @@ TASKS = ("classification", "segmentation")
 
 
 @dataclass(frozen=True)
-class Dataset:
+class DatasetEntry:
     """A table entry: ``loader(split, *, root, download, limit, **options) -> ImageDataset`` and its task."""
 
     loader: Callable[..., ImageDataset]
@@ -57,12 +57,12 @@ def built_in(make: Callable[..., ImageDataset]) -> Callable[..., ImageDataset]:
     return loader
 
 
-DATASETS: dict[str, Dataset] = {
-    "cifar10": Dataset(partial(load_cifar, "cifar10"), "classification"),
-    "cifar100": Dataset(partial(load_cifar, "cifar100"), "classification"),
-    "voc": Dataset(load_voc, "segmentation"),
-    "shapes": Dataset(built_in(load_shapes), "classification"),
-    "shapes_seg": Dataset(built_in(load_shapes_segmentation), "segmentation"),
+DATASETS: dict[str, DatasetEntry] = {
+    "cifar10": DatasetEntry(partial(load_cifar, "cifar10"), "classification"),
+    "cifar100": DatasetEntry(partial(load_cifar, "cifar100"), "classification"),
+    "voc": DatasetEntry(load_voc, "segmentation"),
+    "shapes": DatasetEntry(built_in(load_shapes), "classification"),
+    "shapes_seg": DatasetEntry(built_in(load_shapes_segmentation), "segmentation"),
 }
 
 
