@@ -4,9 +4,11 @@
 peak memory for self-attention written out (the N x N map is built), self-attention through
 ``F.scaled_dot_product_attention`` (fused) and external attention (an N x S map), at several
 N. ``bench_train`` measures training throughput of the CIFAR classifier with each mixer.
-Both write a JSON file to ``benchmarks/results/`` and print a markdown table;
-``load_results`` reads the latest file back and ``plot_attention_bench`` draws it, so the book
-shows recorded numbers instead of timing on the reader's machine.
+Both print a markdown table and, given a folder ``out``, write a JSON file there
+(``python -m eaviz bench`` writes to ``~/.cache/eaviz/results``). The results the book shows
+ship inside the package (``eaviz/results/``); ``load_results`` reads the latest file back and
+``plot_attention_bench`` draws it, so the book shows recorded numbers instead of timing on the
+reader's machine.
 
 Peak memory is the most memory allocated at any moment during one call, above what was
 allocated before it (weights and inputs are not counted). On CUDA it comes from
@@ -37,9 +39,9 @@ from tqdm.auto import tqdm
 
 from eaviz.attention import ExternalAttention, SelfAttention
 from eaviz.models import Classifier, ClassifierConfig
+from eaviz.paths import shipped, user_dir, writable_folder
 from eaviz.profile import resolve_device
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 KINDS = ("attention", "train")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 ATTENTION_MIXERS = {
@@ -207,7 +209,7 @@ def bench_attention(
     backward: bool = True,
     max_memory_gb: float | None = None,
     min_run_time: float = 0.5,
-    out: str | Path | None = RESULTS_DIR,
+    out: str | Path | None = None,
     verbose: bool = True,
 ) -> list[dict]:
     """Time and memory of plain self-attention, fused self-attention and external attention.
@@ -222,6 +224,8 @@ def bench_attention(
     """
     resolved = _device(device)
     dtypes = _dtypes(dtype, resolved)
+    if out is not None:
+        writable_folder(out, argument="out (--out)")
     limit = _memory_limit_bytes(max_memory_gb, resolved)
     cases = [(n, d, m) for n in sizes for d in dtypes for m in ATTENTION_MIXERS]
     rows = []
@@ -280,7 +284,7 @@ def bench_train(
     warmup_steps: int = 2,
     base: ClassifierConfig | None = None,
     device: str = "auto",
-    out: str | Path | None = RESULTS_DIR,
+    out: str | Path | None = None,
     verbose: bool = True,
 ) -> list[dict]:
     """Training images/s of the CIFAR classifier with each mixer.
@@ -290,9 +294,12 @@ def bench_train(
     32x32 images (the speed does not depend on the pixels), channels_last, with bf16 autocast
     on CUDA only (on the CPU bf16 is slower). After ``warmup_steps``, each of ``steps`` steps
     is timed on its own; images/s comes from the median step, which a busy shared CPU
-    disturbs less than the mean.
+    disturbs less than the mean. With ``out``, the rows are saved as
+    ``out/train-<device>-<date>.json``.
     """
     resolved = _device(device)
+    if out is not None:
+        writable_folder(out, argument="out (--out)")
     base = base if base is not None else ClassifierConfig()
     amp = resolved.type == "cuda"
     generator = torch.Generator().manual_seed(0)
@@ -375,21 +382,29 @@ def save_results(kind: str, rows: list[dict], *, device: torch.device, settings:
     return path
 
 
+def results_dir() -> Path:
+    """Where ``python -m eaviz bench`` writes new results: ``$EAVIZ_HOME/results``, else ``~/.cache/eaviz/results``."""
+    return user_dir("results")
+
+
 def load_results(kind: str, *, device: str | None = None, root: str | Path | None = None) -> dict:
     """The most recent results file of ``kind`` ("attention" or "train") as a dict.
 
-    ``device`` ("cpu" or "cuda") keeps only files measured on that kind of device; ``root``
-    defaults to ``benchmarks/results`` in the repository that holds this package.
+    ``device`` ("cpu" or "cuda") keeps only files measured on that kind of device. Without
+    ``root``, looks at the results shipped with eaviz (``eaviz/results/``) and at those you
+    measured (:func:`results_dir`); with ``root``, in that folder only.
     """
     _check_kind(kind)
-    folder = Path(root) if root is not None else RESULTS_DIR
-    documents = [json.loads(path.read_text()) for path in sorted(folder.glob(f"{kind}-*.json"))]
+    folders = [Path(root)] if root is not None else [shipped("results"), results_dir()]
+    files = [file for folder in folders if folder.is_dir() for file in folder.iterdir()]
+    files = [file for file in files if file.name.startswith(f"{kind}-") and file.name.endswith(".json")]
+    documents = [json.loads(file.read_text()) for file in sorted(files, key=lambda file: file.name)]
     documents = [doc for doc in documents if device is None or doc["device"]["type"] == device]
     if not documents:
         where = f" measured on {device}" if device is not None else ""
+        looked = root if root is not None else f"the results shipped with eaviz or {results_dir()}"
         raise FileNotFoundError(
-            f"no {kind} benchmark results{where} in {folder}; run `python -m eaviz bench {kind}` "
-            "in the repository to record them"
+            f"no {kind} benchmark results{where} in {looked}; record them with `python -m eaviz bench {kind}`"
         )
     return max(documents, key=lambda doc: doc["created"])
 
