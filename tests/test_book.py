@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -82,21 +81,6 @@ def run_chromium(*args: str) -> str:
         )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The book built from scratch (no cached environment), warnings as errors."""
-    out = tmp_path_factory.mktemp("book")
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    result = subprocess.run(
-        [jupyter_book, "build", "-W", "-n", "--keep-going", "--path-output", out, ROOT],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, f"the book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
-    return out / "_build" / "html"
 
 
 def test_every_toc_entry_is_an_existing_page():
