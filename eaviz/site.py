@@ -1,7 +1,8 @@
 """The book's website: its address, and a check that every internal link of the built site works.
 
 ``site_url`` derives the address GitHub Pages serves the book at from the one repository
-setting in ``_config.yml``. ``check_links`` reads every page of a built site (offline) and
+setting in ``_config.yml``; ``sync_site_address`` (run by ``python -m eaviz notebooks sync``)
+writes it wherever the book states it. ``check_links`` reads every page of a built site (offline) and
 lists each link or embedded file that points at a missing file, and each ``#anchor`` that the
 target page does not define. Links to other sites are not followed.
 
@@ -20,6 +21,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import yaml
+
 GITHUB = "https://github.com/"
 
 
@@ -34,6 +37,24 @@ def site_url(config: dict) -> str:
         raise ValueError(f"expected repository.url in _config.yml to be {GITHUB}OWNER/NAME, got {url!r}")
     host = f"{owner.lower()}.github.io"
     return f"https://{host}/" if name.lower() == host else f"https://{host}/{name}/"
+
+
+def sync_site_address(root: Path | str) -> list[Path]:
+    """Replace the address in ``html.baseurl`` by the one ``repository.url`` gives, in ``_config.yml``
+    (its ``baseurl`` and footer) and in ``README.md``; returns the files that changed.
+
+    A fork that sets ``repository.url`` to itself then states its own address everywhere.
+    """
+    root = Path(root)
+    config_file = root / "_config.yml"
+    config = yaml.safe_load(config_file.read_text())
+    old, new = config["html"]["baseurl"], site_url(config)
+    changed = []
+    for path in (config_file, root / "README.md"):
+        if old != new and path.is_file() and old in path.read_text():
+            path.write_text(path.read_text().replace(old, new))
+            changed.append(path)
+    return changed
 
 
 class _Page(HTMLParser):
