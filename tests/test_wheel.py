@@ -134,9 +134,7 @@ def test_shipped_results_are_read_from_the_package(monkeypatch: pytest.MonkeyPat
     assert recorded["created"] == shipped["created"]
 
 
-def test_load_results_also_reads_results_measured_into_the_user_folder(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-):
+def test_load_results_also_reads_results_measured_into_the_user_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("EAVIZ_HOME", str(tmp_path))
     document = {"kind": "attention", "created": "2099-01-01T00:00:00+00:00", "device": {"type": "cuda"}, "results": []}
     (tmp_path / "results").mkdir()
