@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 
 from eaviz.attention import MIXERS, NORMS
-from eaviz.bench import DTYPES, RESULTS_DIR, bench_attention, bench_train
+from eaviz.bench import DTYPES, bench_attention, bench_train, results_dir
 from eaviz.data import DATASETS, ImageDataset, load_dataset
 from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
 from eaviz.models.classifier import STEMS
 from eaviz.models.segmenter import BACKBONES, HEADS
-from eaviz.pretrained import RECIPES, available, load_card, train_recipe
+from eaviz.pretrained import RECIPES, available, checkpoints_dir, load_card, train_recipe
 from eaviz.profile import resolve_device
 from eaviz.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate, load_checkpoint, train
 
@@ -215,7 +215,9 @@ def _add_bench_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="benchmark attention or training speed",
-        description="Measure and record numbers in benchmarks/results/ (JSON) and print a markdown table.",
+        description="Measure, print a markdown table and record the numbers as JSON in a folder you own "
+        "(--out; default $EAVIZ_HOME/results, else ~/.cache/eaviz/results). The results the book shows ship "
+        "in eaviz/results/; eaviz.bench.load_results reads those and yours.",
     )
     kinds = parser.add_subparsers(dest="bench", required=True, metavar="{attention,train}", help="what to measure")
     attention = kinds.add_parser(
@@ -284,9 +286,9 @@ def _add_bench_parser(subparsers) -> None:
         )
         sub.add_argument(
             "--out",
-            default=str(RESULTS_DIR),
             metavar="DIR",
-            help="folder for the JSON file (default: benchmarks/results in the repository)",
+            help="folder for the JSON file "
+            f"(default: $EAVIZ_HOME/results, else ~/.cache/eaviz/results; now {results_dir()})",
         )
 
 
@@ -304,11 +306,20 @@ def _add_pretrained_parser(subparsers) -> None:
     retrain = actions.add_parser(
         "train",
         help="retrain one recipe on real data",
-        description="Train a recipe and write eaviz/checkpoints/NAME.pt with its NAME.json card.",
+        description="Train a recipe and write NAME.pt with its NAME.json card to a folder you own (--checkpoint-dir; "
+        "default $EAVIZ_HOME/checkpoints, else ~/.cache/eaviz/checkpoints), never into the installed package. "
+        "Load it with eaviz.load_pretrained(NAME, folder=DIR); to ship it, pass --checkpoint-dir eaviz/checkpoints "
+        "in a checkout.",
     )
     retrain.add_argument("name", choices=sorted(RECIPES), help="the recipe to train")
     retrain.add_argument("--data-root", metavar="DIR", help="folder that holds the datasets (default: $EAVIZ_DATA)")
     retrain.add_argument("--out", default="runs", metavar="DIR", help="folder for the run's last.pt (default: runs)")
+    retrain.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help=f"folder for NAME.pt and NAME.json (default: $EAVIZ_HOME/checkpoints, else ~/.cache/eaviz/checkpoints; "
+        f"now {checkpoints_dir()})",
+    )
     retrain.set_defaults(func=_pretrained_train)
 
 
@@ -458,7 +469,7 @@ def _bench_attention(args: argparse.Namespace) -> int:
         backward=args.backward,
         max_memory_gb=args.max_memory_gb,
         min_run_time=args.min_run_time,
-        out=args.out,
+        out=args.out or results_dir(),
     )
     return 0
 
@@ -471,7 +482,7 @@ def _bench_train(args: argparse.Namespace) -> int:
         steps=args.steps,
         warmup_steps=args.warmup_steps,
         device=args.device,
-        out=args.out,
+        out=args.out or results_dir(),
     )
     return 0
 
@@ -495,7 +506,7 @@ def _pretrained_list(args: argparse.Namespace) -> int:
 
 
 def _pretrained_train(args: argparse.Namespace) -> int:
-    card = train_recipe(args.name, root=args.data_root, out=args.out)
+    card = train_recipe(args.name, root=args.data_root, out=args.out, folder=args.checkpoint_dir)
     print(json.dumps({k: card[k] for k in ("name", "dataset", "val_metrics", "train_seconds", "device")}, indent=2))
     return 0
 

@@ -10,6 +10,9 @@ current code:
   and a Colab-only install cell, from the repository named in ``_config.yml``;
 - ``check_notebook`` lists what is wrong with a notebook's stored outputs.
 
+``sync`` also writes the website's address, derived from the same repository setting, into
+``_config.yml`` and the README (``eaviz.site.sync_site_address``).
+
 Command line::
 
     python -m eaviz notebooks run   [--profile smoke|full] [paths...]   # sync, then execute
@@ -34,6 +37,7 @@ from nbclient import NotebookClient
 from nbformat import NotebookNode
 
 from eaviz.profile import ENV_VAR, PROFILES, Profile, current_profile
+from eaviz.site import site_url, sync_site_address
 
 CONFIG_FILE = "_config.yml"
 TOC_FILE = "_toc.yml"
@@ -276,7 +280,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "action",
         choices=("run", "sync", "check"),
-        help="run: sync, then execute in place; sync: write the Colab cells; check: list problems",
+        help="run: sync, then execute in place; sync: write the Colab cells and the site's address; "
+        "check: list problems",
     )
     parser.add_argument("paths", nargs="*", type=Path, help=f"notebooks (default: every notebook in {TOC_FILE})")
     parser.add_argument("--profile", choices=PROFILES, help=f"run: sizes to use (default: ${ENV_VAR}, else full)")
@@ -290,6 +295,10 @@ def notebooks_command(args: argparse.Namespace) -> int:
         problems = [f"{path}: {problem}" for path in paths for problem in check_notebook(path)]
         print("\n".join(problems) or f"no problems in {len(paths)} notebook(s)")
         return 1 if problems else 0
+    if args.action == "sync":
+        root = find_book_root()
+        for changed in sync_site_address(root):
+            print(f"{changed.relative_to(root)}: site address set to {site_url(load_config(root))}")
     for path in paths:
         changed = sync_colab_cells(path)
         if args.action == "sync":

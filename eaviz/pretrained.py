@@ -3,6 +3,10 @@
 ``load_pretrained("cifar10-external")`` returns a ready model in eval mode and its card (a
 dict: data, split, epochs, validation metrics, device, date, the exact command). The recipes
 that produced them live here too, so ``python -m eaviz pretrained train NAME`` retrains one.
+
+The shipped files are package data (``eaviz/checkpoints/``). A retrained checkpoint goes to a
+folder you own (``~/.cache/eaviz/checkpoints`` unless told otherwise), never into the
+installed package; ``load_pretrained(name, folder=...)`` loads it from there.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import resource
 import time
 from dataclasses import asdict, dataclass
+from importlib.resources import as_file
 from pathlib import Path
 
 import torch
@@ -20,10 +25,9 @@ from torch import nn
 from eaviz import __version__
 from eaviz._io import atomic_write_text
 from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
+from eaviz.paths import shipped, user_dir, writable_folder
 from eaviz.profile import describe_device, resolve_device
 from eaviz.train import TrainConfig, load_checkpoint, save_checkpoint, train
-
-CHECKPOINTS = Path(__file__).parent / "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -65,39 +69,66 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def available() -> list[str]:
-    """Names of the checkpoints shipped with this copy of the package."""
-    return sorted(p.stem for p in CHECKPOINTS.glob("*.pt"))
+def checkpoints_dir() -> Path:
+    """Where ``pretrained train`` writes: ``$EAVIZ_HOME/checkpoints``, else ``~/.cache/eaviz/checkpoints``."""
+    return user_dir("checkpoints")
 
 
-def load_card(name: str) -> dict:
-    """The card of a shipped checkpoint, without loading its weights."""
-    path = CHECKPOINTS / f"{name}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no card for {name!r} in {CHECKPOINTS}; available: {available()}")
-    return json.loads(path.read_text())
+def _folder(folder: str | Path | None):
+    """The shipped checkpoints (package data) when ``folder`` is None, else that folder."""
+    return shipped("checkpoints") if folder is None else Path(folder)
 
 
-def load_pretrained(name: str, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """A shipped model in eval mode on ``device``, and its card."""
+def available(folder: str | Path | None = None) -> list[str]:
+    """Names of the checkpoints shipped with this copy of the package (or found in ``folder``)."""
+    return sorted(file.name.removesuffix(".pt") for file in _folder(folder).iterdir() if file.name.endswith(".pt"))
+
+
+def load_card(name: str, *, folder: str | Path | None = None) -> dict:
+    """The card of a shipped checkpoint (or of one in ``folder``), without loading its weights."""
+    card = _folder(folder) / f"{name}.json"
+    if not card.is_file():
+        where = "shipped with eaviz" if folder is None else f"in {folder}"
+        raise FileNotFoundError(f"no card for {name!r} {where}; available: {available(folder)}")
+    return json.loads(card.read_text())
+
+
+def load_pretrained(
+    name: str, *, device: str | torch.device = "cpu", folder: str | Path | None = None
+) -> tuple[nn.Module, dict]:
+    """A shipped model in eval mode on ``device``, and its card.
+
+    folder: load a retrained checkpoint from this folder instead, e.g. :func:`checkpoints_dir`.
+    """
     if name not in RECIPES:
         raise ValueError(f"unknown pretrained model {name!r}; expected one of {sorted(RECIPES)}")
-    path = CHECKPOINTS / f"{name}.pt"
-    if not path.exists():
+    checkpoint = _folder(folder) / f"{name}.pt"
+    if not checkpoint.is_file():
+        where = "shipped with eaviz" if folder is None else f"in {folder}"
         raise FileNotFoundError(
-            f"checkpoint {path} is missing; available: {available()}. "
+            f"no checkpoint {name!r} {where}; available: {available(folder)}. "
             f"Train it with: python -m eaviz pretrained train {name}"
         )
-    model, _ = load_checkpoint(path, device=device)
-    return model, load_card(name)
+    with as_file(checkpoint) as path:  # a real file even when the package is zipped
+        model, _ = load_checkpoint(path, device=device)
+    return model, load_card(name, folder=folder)
 
 
-def train_recipe(name: str, *, root: str | Path | None = None, out: str | Path = "runs") -> dict:
-    """Train the recipe ``name`` on real data and write ``eaviz/checkpoints/{name}.pt`` and its card."""
+def train_recipe(
+    name: str, *, root: str | Path | None = None, out: str | Path = "runs", folder: str | Path | None = None
+) -> dict:
+    """Train the recipe ``name`` on real data and write ``{name}.pt`` and its card ``{name}.json``.
+
+    root: the data folder (default ``$EAVIZ_DATA``). out: the run folder (``out/name/last.pt``).
+    folder: where the checkpoint and card go (default :func:`checkpoints_dir`); to ship a
+    model, give ``eaviz/checkpoints`` of a checkout. Both folders are checked before training.
+    """
     from eaviz.data import load_dataset
 
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)}")
+    folder = writable_folder(checkpoints_dir() if folder is None else folder, argument="folder (--checkpoint-dir)")
+    writable_folder(Path(out) / name, argument="out (--out)")
     recipe = RECIPES[name]
     extra = {"size": recipe.data_size} if recipe.data_size else {}
     train_set = load_dataset(recipe.dataset, "train", root=root, **extra)
@@ -138,14 +169,13 @@ def train_recipe(name: str, *, root: str | Path | None = None, out: str | Path =
         "eaviz_version": __version__,
         "torch_version": torch.__version__,
     }
-    CHECKPOINTS.mkdir(exist_ok=True)
     save_checkpoint(
-        CHECKPOINTS / f"{name}.pt",
+        folder / f"{name}.pt",
         {
             "model": {k: v.cpu() for k, v in model.state_dict().items()},
             "config": recipe.model.to_dict(),
             "metrics": metrics,
         },
     )
-    atomic_write_text(json.dumps(card, indent=2) + "\n", CHECKPOINTS / f"{name}.json")
+    atomic_write_text(json.dumps(card, indent=2) + "\n", folder / f"{name}.json")
     return card

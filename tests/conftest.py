@@ -1,5 +1,7 @@
 """Fixtures shared by the test files."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +9,26 @@ import pytest
 import torch
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parents[1]
 VOC_IDS = [f"2008_{i:06d}" for i in range(10)]
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The book built once per test session, from scratch (no cached environment), warnings as errors.
+
+    Returns the built site, ``_build/html``. Tests that use it are slow: mark them so.
+    """
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run(
+        [jupyter_book, "build", "-W", "-n", "--keep-going", "--path-output", out, ROOT],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, f"the book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    return out / "_build" / "html"
 
 
 def voc_palette() -> list[int]:

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -84,21 +83,6 @@ def run_chromium(*args: str) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The book built from scratch (no cached environment), warnings as errors."""
-    out = tmp_path_factory.mktemp("book")
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    result = subprocess.run(
-        [jupyter_book, "build", "-W", "-n", "--keep-going", "--path-output", out, ROOT],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, f"the book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
-    return out / "_build" / "html"
-
-
 def test_every_toc_entry_is_an_existing_page():
     pages = toc_pages(ROOT)  # raises, naming the missing entries
     assert pages[0] == INTRODUCTION
@@ -127,12 +111,14 @@ def test_widget_scripts_are_vendored_and_small():
     assert sum(file.stat().st_size for file in vendored) < 5e6
 
 
+@pytest.mark.slow
 def test_book_builds_every_toc_page(site: Path):
     assert (site / "index.html").is_file()
     for page in toc_pages(ROOT):
         assert built(site, page).is_file(), page
 
 
+@pytest.mark.slow
 def test_widget_scripts_load_once_on_widget_pages_and_nowhere_else(site: Path):
     for page in toc_pages(ROOT):
         html = built(site, page).read_text()
@@ -142,11 +128,13 @@ def test_widget_scripts_load_once_on_widget_pages_and_nowhere_else(site: Path):
         assert "cdn.jsdelivr.net/npm/@jupyter-widgets" not in html, page.name
 
 
+@pytest.mark.slow
 def test_bibliography_lists_the_paper(site: Path):
     html = (site / "book" / "bibliography.html").read_text().lower()
     assert "beyond self-attention: external attention using two linear layers" in html
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", SCREENSHOT_PAGES, ids=page_id)
 def test_page_has_text_and_figures(site: Path, page: Path):
     html = built(site, page).read_text()
@@ -158,6 +146,7 @@ def test_page_has_text_and_figures(site: Path, page: Path):
     assert all((built(site, page).parent / src).is_file() for src in figures)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", SCREENSHOT_PAGES, ids=page_id)
 def test_page_screenshot_is_not_blank(site: Path, page: Path):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -176,6 +165,7 @@ def test_memory_chapter_stores_its_widgets():
     assert MEMORY_CHAPTER in WIDGET_PAGES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", WIDGET_PAGES, ids=page_id)
 def test_widgets_render_offline(site: Path, page: Path):
     dom = run_chromium("--dump-dom", built(site, page).as_uri())
@@ -183,6 +173,7 @@ def test_widgets_render_offline(site: Path, page: Path):
     assert rendered, "the widget manager rendered no widget"
 
 
+@pytest.mark.slow
 def test_equations_render_offline_with_the_vendored_mathjax(site: Path):
     page = ROOT / "notebooks" / "05_external_attention.ipynb"
     html = built(site, page).read_text()

@@ -113,6 +113,7 @@ def test_make_shapes_rejects_a_non_positive_n():
         make_shapes(0)
 
 
+@pytest.mark.slow
 def test_a_tiny_cnn_learns_shapes_well_above_chance():
     torch.manual_seed(0)
     train, val = make_shapes(2000, seed=0), make_shapes(500, seed=1)

@@ -68,6 +68,7 @@ def test_notebook_starts_with_colab_badge_for_its_path_in_the_repository(noteboo
     assert f"git+{config['repository']['url']}@{config['repository']['branch']}" in install.source
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=notebook_id)
 def test_notebook_runs_top_to_bottom_in_smoke_profile(notebook: Path, tmp_path: Path):
     copy = tmp_path / notebook.name

@@ -21,6 +21,7 @@ def data():
     return shapes("train", 1024), shapes("val", 256)
 
 
+@pytest.mark.slow
 def test_short_run_on_synthetic_shapes_learns_well_above_chance():
     torch.manual_seed(0)
     model = build_model(ClassifierConfig(dim=64, depth=1, memory_units=16))

@@ -7,8 +7,8 @@ One file per benchmark, each recording its numbers the same way:
 - ``train``: :func:`bench_train` measures training images/s of the CIFAR classifier per mixer.
 - ``measure``: timing (``torch.utils.benchmark``) and peak memory (``torch.cuda`` counters, or
   the memory events of ``torch.profiler`` on the CPU).
-- ``results``: each run writes a JSON file to ``benchmarks/results/``; :func:`load_results`
-  reads the latest back, so the book shows recorded numbers instead of timing on the
+- ``results``: given a folder, each run writes a JSON file there (``python -m eaviz bench``:
+  :func:`results_dir`); :func:`load_results` reads the latest shipped or measured file back, so the book shows recorded numbers instead of timing on the
   reader's machine.
 
 Any mixer registered in ``eaviz.attention.MIXERS`` can be benchmarked by name.
@@ -24,7 +24,7 @@ from eaviz.bench.attention import (
     plot_attention_bench,
 )
 from eaviz.bench.measure import MB, peak_memory_bytes, time_call
-from eaviz.bench.results import KINDS, RESULTS_DIR, device_info, device_slug, load_results, save_results
+from eaviz.bench.results import KINDS, device_info, device_slug, load_results, results_dir, save_results
 from eaviz.bench.train import bench_train, format_train_table
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "DTYPES",
     "KINDS",
     "MB",
-    "RESULTS_DIR",
     "attention_ratios",
     "bench_attention",
     "bench_train",
@@ -44,6 +43,7 @@ __all__ = [
     "load_results",
     "peak_memory_bytes",
     "plot_attention_bench",
+    "results_dir",
     "save_results",
     "time_call",
 ]

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from eaviz._checks import check_choice
 from eaviz.attention import MIXERS, ExternalAttention, SelfAttention, make_mixer
 from eaviz.bench.measure import MB, bench_device, peak_memory_bytes, time_call
-from eaviz.bench.results import RESULTS_DIR, finish, result_rows
+from eaviz.bench.results import finish, result_rows
+from eaviz.paths import writable_folder
 from eaviz.registry import kind_of
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -125,7 +126,7 @@ def bench_attention(
     backward: bool = True,
     max_memory_gb: float | None = None,
     min_run_time: float = 0.5,
-    out: str | Path | None = RESULTS_DIR,
+    out: str | Path | None = None,
     verbose: bool = True,
 ) -> list[dict]:
     """Time and memory of each of ``mixers`` on ``(batch, N, dim)`` tokens, for each N in ``sizes``.
@@ -139,6 +140,8 @@ def bench_attention(
     ``verbose``, a progress bar and the markdown table are shown.
     """
     resolved = bench_device(device)
+    if out is not None:
+        writable_folder(out, argument="out (--out)")
     dtypes = _dtypes(dtype, resolved)
     labels = {name: _label_and_mixer(name)[0] for name in mixers}
     limit = _memory_limit_bytes(max_memory_gb, resolved)

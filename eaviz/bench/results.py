@@ -1,4 +1,7 @@
-"""Where benchmark numbers live: JSON files in ``benchmarks/results/``, named after kind, device and date.
+"""Where benchmark numbers live: JSON files named after kind, device and date.
+
+The results the book shows ship inside the package (``eaviz/results/``); new ones go to a folder
+the user owns (:func:`results_dir`), never into the installed package.
 
 Every file is ``{kind, date, created, device, settings, results}``; ``results`` is the list of
 rows a bench function returned, so the book shows recorded numbers instead of timing on the
@@ -17,8 +20,8 @@ from pathlib import Path
 import torch
 
 from eaviz._checks import check_choice
+from eaviz.paths import shipped, user_dir
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 KINDS = ("attention", "train")
 
 
@@ -70,21 +73,29 @@ def save_results(kind: str, rows: list[dict], *, device: torch.device, settings:
     return path
 
 
+def results_dir() -> Path:
+    """Where ``python -m eaviz bench`` writes new results: ``$EAVIZ_HOME/results``, else ``~/.cache/eaviz/results``."""
+    return user_dir("results")
+
+
 def load_results(kind: str, *, device: str | None = None, root: str | Path | None = None) -> dict:
     """The most recent results file of ``kind`` ("attention" or "train") as a dict.
 
-    ``device`` ("cpu" or "cuda") keeps only files measured on that kind of device; ``root``
-    defaults to ``benchmarks/results`` in the repository that holds this package.
+    ``device`` ("cpu" or "cuda") keeps only files measured on that kind of device. Without
+    ``root``, looks at the results shipped with eaviz (``eaviz/results/``) and at those you
+    measured (:func:`results_dir`); with ``root``, in that folder only.
     """
     check_choice(kind, KINDS, "kind")
-    folder = Path(root) if root is not None else RESULTS_DIR
-    documents = [json.loads(path.read_text()) for path in sorted(folder.glob(f"{kind}-*.json"))]
+    folders = [Path(root)] if root is not None else [shipped("results"), results_dir()]
+    files = [file for folder in folders if folder.is_dir() for file in folder.iterdir()]
+    files = [file for file in files if file.name.startswith(f"{kind}-") and file.name.endswith(".json")]
+    documents = [json.loads(file.read_text()) for file in sorted(files, key=lambda file: file.name)]
     documents = [doc for doc in documents if device is None or doc["device"]["type"] == device]
     if not documents:
         where = f" measured on {device}" if device is not None else ""
+        looked = root if root is not None else f"the results shipped with eaviz or {results_dir()}"
         raise FileNotFoundError(
-            f"no {kind} benchmark results{where} in {folder}; run `python -m eaviz bench {kind}` "
-            "in the repository to record them"
+            f"no {kind} benchmark results{where} in {looked}; record them with `python -m eaviz bench {kind}`"
         )
     return max(documents, key=lambda doc: doc["created"])
 

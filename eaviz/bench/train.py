@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 
 from eaviz.attention import MIXERS
 from eaviz.bench.measure import bench_device, timed
-from eaviz.bench.results import RESULTS_DIR, finish, result_rows
+from eaviz.bench.results import finish, result_rows
+from eaviz.paths import writable_folder
 from eaviz.models import Classifier, ClassifierConfig
 
 
@@ -24,7 +25,7 @@ def bench_train(
     warmup_steps: int = 2,
     base: ClassifierConfig | None = None,
     device: str = "auto",
-    out: str | Path | None = RESULTS_DIR,
+    out: str | Path | None = None,
     verbose: bool = True,
 ) -> list[dict]:
     """Training images/s of the CIFAR classifier with each of ``mixers`` (default: every registered mixer).
@@ -37,6 +38,8 @@ def bench_train(
     disturbs less than the mean.
     """
     resolved = bench_device(device)
+    if out is not None:
+        writable_folder(out, argument="out (--out)")
     mixers = list(MIXERS) if mixers is None else list(mixers)
     base = base if base is not None else ClassifierConfig()
     configs = [replace(base, mixer=mixer) for mixer in mixers]  # unknown names fail here, before any timing
