@@ -7,21 +7,18 @@ that produced them live here too, so ``python -m eaviz pretrained train NAME`` r
 
 from __future__ import annotations
 
-import datetime
-import json
-import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from eaviz import __version__
-from eaviz._io import atomic_write_text
+from eaviz._checks import check_device
+from eaviz._io import atomic_save
+from eaviz.card import make_card, read_card, write_card
 from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
-from eaviz.profile import describe_device, resolve_device
-from eaviz.train import TrainConfig, load_checkpoint, save_checkpoint, train
+from eaviz.train import TrainConfig, load_checkpoint, train
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 
@@ -75,7 +72,7 @@ def load_card(name: str) -> dict:
     path = CHECKPOINTS / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(f"no card for {name!r} in {CHECKPOINTS}; available: {available()}")
-    return json.loads(path.read_text())
+    return read_card(path)
 
 
 def load_pretrained(name: str, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -104,48 +101,20 @@ def train_recipe(name: str, *, root: str | Path | None = None, out: str | Path =
     val_set = load_dataset(recipe.dataset, "val", root=root, **extra)
     torch.manual_seed(recipe.train.seed)
     model = build_model(recipe.model)
-    device = resolve_device(recipe.train.device)
     started = time.perf_counter()
     history = train(model, train_set, val_set, recipe.train, out=Path(out) / name)
-    seconds = time.perf_counter() - started
-    peak_memory = (
-        torch.cuda.max_memory_allocated() / 2**20
-        if device.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    card = make_card(
+        name=name,
+        model=model,
+        train_set=train_set,
+        val_set=val_set,
+        train_config=recipe.train,
+        history=history,
+        seconds=time.perf_counter() - started,
+        device=check_device(recipe.train.device),
+        command=f"python -m eaviz pretrained train {name}",
     )
-    metrics = history.last["val_metrics"]
-    card = {
-        "name": name,
-        "task": train_set.task,
-        "dataset": recipe.dataset,
-        "split": {
-            "train": len(train_set),
-            "val": len(val_set),
-            "rule": train_set.info.get("split_rule", "see eaviz.data: held-out part of the training set"),
-        },
-        "model": recipe.model.to_dict(),
-        "train": asdict(recipe.train),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "epochs": recipe.train.epochs,
-        "val_metrics": metrics,
-        "history": [{k: v for k, v in row.items() if k != "val_metrics"} for row in history.epochs],
-        "train_seconds": round(seconds, 1),
-        "images_per_s": round(sum(r["images_per_s"] for r in history.epochs) / len(history.epochs), 1),
-        "peak_memory_mib": round(peak_memory, 1),
-        "device": describe_device(device),
-        "date": datetime.date.today().isoformat(),
-        "command": f"python -m eaviz pretrained train {name}",
-        "eaviz_version": __version__,
-        "torch_version": torch.__version__,
-    }
-    CHECKPOINTS.mkdir(exist_ok=True)
-    save_checkpoint(
-        CHECKPOINTS / f"{name}.pt",
-        {
-            "model": {k: v.cpu() for k, v in model.state_dict().items()},
-            "config": recipe.model.to_dict(),
-            "metrics": metrics,
-        },
-    )
-    atomic_write_text(json.dumps(card, indent=2) + "\n", CHECKPOINTS / f"{name}.json")
+    weights = {k: v.cpu() for k, v in model.state_dict().items()}
+    atomic_save({"model": weights, "config": card["model"], "metrics": card["val_metrics"]}, CHECKPOINTS / f"{name}.pt")
+    write_card(card, CHECKPOINTS / f"{name}.json")
     return card
