@@ -93,25 +93,27 @@ def claim_folder(folder: str | os.PathLike) -> Iterator[Path]:
 
     Creates the folder, which also proves it is writable. A lock left by a process that no
     longer exists on this host is taken over with a warning; a live one raises RuntimeError.
-    Temporary files of killed writes are removed once the folder is ours.
+    A folder this process already holds is simply entered again. Temporary files of killed
+    writes are removed once the folder is ours.
     """
-    folder = Path(folder)
-    if str(folder) == "":
+    if os.fspath(folder) == "":
         raise ValueError("expected an output folder, got an empty path; give a folder name such as runs/x")
+    folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OSError(f"cannot create the output folder {folder}: {error.strerror}; choose another one") from error
-    lock, me = folder / LOCK_NAME, f"{socket.gethostname()}:{os.getpid()}"
+    lock, me = folder / LOCK_NAME, (socket.gethostname(), os.getpid())
     while True:
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             break
         except FileExistsError:
             owner = _lock_owner(lock)
-            if owner is not None and (owner[0] != socket.gethostname() or _alive(owner[1])):
-                if owner == (socket.gethostname(), os.getpid()):
-                    raise RuntimeError(f"{folder} is already claimed by this process") from None
+            if owner == me:
+                yield folder  # already ours: an outer claim releases it
+                return
+            if owner is not None and (owner[0] != me[0] or _alive(owner[1])):
                 raise RuntimeError(
                     f"{folder} is in use by process {owner[1]} on {owner[0]} (lock file {lock}); wait for that run "
                     f"to end, choose another output folder, or delete {lock} if that process is gone"
@@ -121,12 +123,12 @@ def claim_folder(folder: str | os.PathLike) -> Iterator[Path]:
         except PermissionError as error:
             raise PermissionError(f"cannot write into the output folder {folder}; choose another one") from error
     with os.fdopen(fd, "w") as file:
-        file.write(me + "\n")
+        file.write(f"{me[0]}:{me[1]}\n")
     try:
         remove_stale_temp_files(folder)
         yield folder
     finally:
-        if _lock_owner(lock) == (socket.gethostname(), os.getpid()):
+        if _lock_owner(lock) == me:
             lock.unlink(missing_ok=True)
 
 

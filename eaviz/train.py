@@ -446,8 +446,8 @@ def train(
         check_number(stop_after, "stop_after", low=1, integer=True)
     rank, world_size, device = _distributed(check_device(config.device))
     check_targets(train_set)
-    out = Path(out) if out is not None else None
     with claim_folder(out) if out is not None and rank == 0 else nullcontext():
+        out = Path(out) if out is not None else None
         return _train(model, train_set, val_set, config, rank, world_size, device, out, resume, stop_after, progress)
 
 
