@@ -17,6 +17,7 @@ import pickle
 import secrets
 import socket
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -155,15 +156,16 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Weights only load failed" in str(error):
+        if "Weights only load failed" in str(error) and zipfile.is_zipfile(path):
             raise ValueError(
                 f"checkpoint {path} holds Python objects other than tensors and plain data; eaviz does not load "
                 "such files, because loading them can run code. Use a checkpoint written by eaviz"
             ) from None
-        raise ValueError(f"checkpoint {path} is corrupt (not a torch file); use another file or retrain") from error
+        raise ValueError(f"checkpoint {path} is corrupt or not a torch file; use another file or retrain") from None
+    except PermissionError as error:
+        raise PermissionError(f"checkpoint {path} cannot be read: permission denied") from error
     except (RuntimeError, EOFError, IndexError, KeyError, ValueError, OSError) as error:
-        kind = "truncated or corrupt" if not isinstance(error, OSError) else f"unreadable ({error.strerror})"
-        raise ValueError(f"checkpoint {path} is {kind}; use another file or retrain") from error
+        raise ValueError(f"checkpoint {path} is truncated or corrupt; use another file or retrain") from error
     if not isinstance(payload, dict):
         raise ValueError(f"checkpoint {path} holds a {type(payload).__name__}, not an eaviz checkpoint (a dict)")
     return payload

@@ -35,6 +35,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 from tqdm.auto import tqdm
 
+from eaviz._checks import check_number
 from eaviz.attention import ExternalAttention, SelfAttention
 from eaviz.models import Classifier, ClassifierConfig
 from eaviz.profile import resolve_device
@@ -220,6 +221,11 @@ def bench_attention(
     ``out/attention-<device>-<date>.json``; with ``verbose``, a progress bar and the markdown
     table are shown.
     """
+    for n in sizes:
+        check_number(n, "sizes", low=1, integer=True)
+    for name, value in {"dim": dim, "memory_units": memory_units, "batch": batch}.items():
+        check_number(value, name, low=1, integer=True)
+    check_number(min_run_time, "min_run_time", low=0, low_open=True)
     resolved = _device(device)
     dtypes = _dtypes(dtype, resolved)
     limit = _memory_limit_bytes(max_memory_gb, resolved)
@@ -292,6 +298,9 @@ def bench_train(
     is timed on its own; images/s comes from the median step, which a busy shared CPU
     disturbs less than the mean.
     """
+    check_number(batch_size, "batch_size", low=1, integer=True)
+    check_number(steps, "steps", low=1, integer=True)
+    check_number(warmup_steps, "warmup_steps", low=0, integer=True)
     resolved = _device(device)
     base = base if base is not None else ClassifierConfig()
     amp = resolved.type == "cuda"
