@@ -244,7 +244,7 @@ def test_pretrained_train_retrains_a_recipe_into_a_checkpoint_and_a_card(tmp_pat
     )
     monkeypatch.setitem(pretrained.RECIPES, "shapes-tiny", tiny)
     code, out, _ = run(["pretrained", "train", "shapes-tiny", "--out", str(tmp_path / "runs")], capsys)
-    assert code == 0 and json.loads(out)["name"] == "shapes-tiny"
+    assert code == 0 and json.loads(out[out.index("{\n  \"name\""):])["name"] == "shapes-tiny"
     model, card = pretrained.load_pretrained("shapes-tiny")
     assert card["command"] == "python -m eaviz pretrained train shapes-tiny" and card["epochs"] == 1
     assert card["split"]["train"] == 5000 and card["model"]["dim"] == 16

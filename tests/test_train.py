@@ -127,8 +127,9 @@ def test_lr_warms_up_linearly_then_decays_to_zero():
     # 10 steps, 4 of warm-up: 1/4, 2/4, 3/4, 4/4, then from 1 at step 4 linearly down to 0 at step 10.
     onecycle = [_lr_factor(step, 10, 4, "onecycle") for step in range(11)]
     assert onecycle == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0])
-    cosine = [_lr_factor(step, 10, 4, "cosine") for step in (4, 7, 10)]
-    assert cosine == pytest.approx([1.0, 0.5, 0.0])  # 0.5 * (1 + cos(pi * progress)), progress 0, 1/2, 1
+    cosine = [_lr_factor(step, 10, 4, "cosine") for step in (4, 5, 8, 10)]
+    # 0.5 * (1 + cos(pi * progress)) at progress 0, 1/6, 4/6, 1
+    assert cosine == pytest.approx([1.0, 0.5 + 0.25 * math.sqrt(3), 0.25, 0.0])
 
 
 def test_the_learning_rate_of_a_run_follows_the_schedule(data):
