@@ -88,43 +88,49 @@ def _lock_owner(lock: Path) -> tuple[str, int] | None:
         return None
 
 
+def _acquire(lock: Path, me: tuple[str, int]) -> None:
+    """Create ``lock`` holding ``host:pid``, taking over a lock whose process is gone."""
+    claim = _temp_name(lock)
+    claim.write_text(f"{me[0]}:{me[1]}\n")
+    try:
+        while True:
+            try:
+                os.link(claim, lock)  # the lock appears with its content at once, or not at all
+                return
+            except FileExistsError:
+                owner = _lock_owner(lock)
+                if owner is not None and (owner[0] != me[0] or _alive(owner[1])):
+                    raise RuntimeError(
+                        f"{lock.parent} is in use by process {owner[1]} on {owner[0]} (lock file {lock}); wait for "
+                        f"that run to end, choose another output folder, or delete {lock} if that process is gone"
+                    ) from None
+                warnings.warn(f"taking over {lock}: the process that wrote it ({owner or 'unknown'}) is gone")
+                lock.unlink(missing_ok=True)
+    finally:
+        claim.unlink(missing_ok=True)
+
+
 @contextmanager
 def claim_folder(folder: str | os.PathLike) -> Iterator[Path]:
     """Hold ``folder/.lock`` (``host:pid``) while the block runs, so no second run writes there.
 
-    Creates the folder, which also proves it is writable. A lock left by a process that no
-    longer exists on this host is taken over with a warning; a live one raises RuntimeError.
-    A folder this process already holds is simply entered again. Temporary files of killed
-    writes are removed once the folder is ours.
+    Creates the folder and the lock, which also proves the folder is writable. A lock left by
+    a process that no longer exists on this host is taken over with a warning; a live one
+    raises RuntimeError. A folder this process already holds is simply entered again.
+    Temporary files of killed writes are removed once the folder is ours.
     """
     if os.fspath(folder) == "":
         raise ValueError("expected an output folder, got an empty path; give a folder name such as runs/x")
     folder = Path(folder)
+    lock, me = folder / LOCK_NAME, (socket.gethostname(), os.getpid())
+    if _lock_owner(lock) == me:
+        yield folder  # already ours: the outer claim releases it
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OSError(f"cannot create the output folder {folder}: {error.strerror}; choose another one") from error
-    lock, me = folder / LOCK_NAME, (socket.gethostname(), os.getpid())
-    while True:
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            owner = _lock_owner(lock)
-            if owner == me:
-                yield folder  # already ours: an outer claim releases it
-                return
-            if owner is not None and (owner[0] != me[0] or _alive(owner[1])):
-                raise RuntimeError(
-                    f"{folder} is in use by process {owner[1]} on {owner[0]} (lock file {lock}); wait for that run "
-                    f"to end, choose another output folder, or delete {lock} if that process is gone"
-                ) from None
-            warnings.warn(f"taking over {lock}: the process that wrote it ({owner or 'unknown'}) is gone", stacklevel=3)
-            lock.unlink(missing_ok=True)
-        except PermissionError as error:
-            raise PermissionError(f"cannot write into the output folder {folder}; choose another one") from error
-    with os.fdopen(fd, "w") as file:
-        file.write(f"{me[0]}:{me[1]}\n")
+        _acquire(lock, me)
+    except (PermissionError, FileNotFoundError, NotADirectoryError, FileExistsError) as error:
+        raise OSError(f"cannot write into the output folder {folder} ({error.strerror}); choose another one") from error
     try:
         remove_stale_temp_files(folder)
         yield folder

@@ -422,36 +422,10 @@ def _diverged(loss: float, epoch: int, config: TrainConfig, out: Path | None) ->
     )
 
 
-def train(
-    model: nn.Module,
-    train_set: ImageDataset,
-    val_set: ImageDataset | None,
-    config: TrainConfig,
-    *,
-    out: str | Path | None = None,
-    resume: str | Path | None = None,
-    stop_after: int | None = None,
-    progress: bool = True,
-) -> History:
-    """Train ``model`` on ``train_set``, evaluating on ``val_set`` after every epoch.
-
-    With ``out``, claims that folder (``out/.lock``: a second run into it is refused), writes
-    ``out/last.pt`` after every epoch (enough to resume exactly) and ``out/best.pt`` whenever
-    the validation accuracy (mIoU) improves, and returns the history. ``resume`` continues
-    from a ``last.pt``; a finished run is returned as it is. ``stop_after`` ends this call
-    after that many epochs (the schedule still spans ``config.epochs``), to split a run.
-    A loss that stops being finite raises :class:`TrainingDiverged` before anything is saved.
-    """
-    if stop_after is not None:
-        check_number(stop_after, "stop_after", low=1, integer=True)
-    rank, world_size, device = _distributed(check_device(config.device))
-    check_targets(train_set)
-    with claim_folder(out) if out is not None and rank == 0 else nullcontext():
-        out = Path(out) if out is not None else None
-        return _train(model, train_set, val_set, config, rank, world_size, device, out, resume, stop_after, progress)
-
-
-def _train(model, train_set, val_set, config, rank, world_size, device, out, resume, stop_after, progress) -> History:
+def _training_state(
+    model: nn.Module, train_set: ImageDataset, config: TrainConfig, rank: int, world_size: int, device: torch.device
+) -> TrainingState:
+    """A fresh run: the model on its device, this process's batches, optimizer, schedule and EMA."""
     seed_everything(config.seed)
     model = model.to(device)
     if config.channels_last:
@@ -481,63 +455,92 @@ def _train(model, train_set, val_set, config, rank, world_size, device, out, res
     ema = None
     if config.ema_decay:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-    state = TrainingState(model, optimizer, scheduler, batches, ema)
-    if resume is not None:
-        restore_state(resume, state, config, train_set)
-        if state.epoch >= config.epochs:
-            warnings.warn(f"{resume} is a finished run ({state.epoch} of {config.epochs} epochs): nothing to train")
-            if out is not None and rank == 0 and not (out / "last.pt").exists():
-                save_state(out / "last.pt", state, config, train_set)
-    network = model
-    if world_size > 1:
-        network = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    step_model = torch.compile(network) if config.compile else network
-    criterion = _criterion(train_set.task, config.label_smoothing)
-    scores = [_score(row) for row in state.history.epochs]
-    best = max((s for s in scores if s is not None), default=None)
-    last_epoch = config.epochs if stop_after is None else min(config.epochs, state.epoch + stop_after)
-    for epoch in range(state.epoch + 1, last_epoch + 1):
-        done = train_one_epoch(
-            model,
-            batches,
-            optimizer,
-            scheduler,
-            criterion,
-            ema=ema,
-            step_model=step_model,
-            amp=config.amp,
-            progress=progress and rank == 0,
-            desc=f"epoch {epoch}/{config.epochs}",
-        )
-        totals = torch.stack([done["loss_sum"].float(), torch.tensor(float(done["seen"]), device=device)])
+    return TrainingState(model, optimizer, scheduler, batches, ema)
+
+
+def train(
+    model: nn.Module,
+    train_set: ImageDataset,
+    val_set: ImageDataset | None,
+    config: TrainConfig,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` on ``train_set``, evaluating on ``val_set`` after every epoch.
+
+    With ``out``, claims that folder (``out/.lock``: a second run into it is refused), writes
+    ``out/last.pt`` after every epoch (enough to resume exactly) and ``out/best.pt`` whenever
+    the validation accuracy (mIoU) improves, and returns the history. ``resume`` continues
+    from a ``last.pt``; a finished run is returned as it is. ``stop_after`` ends this call
+    after that many epochs (the schedule still spans ``config.epochs``), to split a run.
+    A loss that stops being finite raises :class:`TrainingDiverged` before anything is saved.
+    """
+    if stop_after is not None:
+        check_number(stop_after, "stop_after", low=1, integer=True)
+    rank, world_size, device = _distributed(check_device(config.device))
+    check_targets(train_set)
+    with claim_folder(out) if out is not None and rank == 0 else nullcontext():
+        out = Path(out) if out is not None else None
+        state = _training_state(model, train_set, config, rank, world_size, device)
+        if resume is not None:
+            restore_state(resume, state, config, train_set)
+            if state.epoch >= config.epochs:
+                warnings.warn(f"{resume} is a finished run ({state.epoch} of {config.epochs} epochs): nothing to do")
+                if out is not None and rank == 0 and not (out / "last.pt").exists():
+                    save_state(out / "last.pt", state, config, train_set)
+        network = state.model
         if world_size > 1:
-            dist.all_reduce(totals)  # every rank sees the same loss, so all stop together
-        loss_sum, seen = totals.tolist()
-        if not math.isfinite(loss_sum):
-            raise _diverged(loss_sum / seen, epoch, config, out)
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_sum / seen,
-            "lr": scheduler.get_last_lr()[0],
-            "seconds": done["seconds"],
-            "images_per_s": seen / done["seconds"],
-        }
-        if val_set is not None and rank == 0:
-            metrics = evaluate(state.weights, val_set, device=device, amp=config.amp)
-            row.update({f"val_{key}": value for key, value in metrics.items() if not isinstance(value, (dict, list))})
-            row["val_metrics"] = metrics
-        state.history.epochs.append(row)
-        if progress and rank == 0:
-            shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
-            tqdm.write(f"epoch {epoch}: {shown}")
-        if out is not None and rank == 0:
-            save_state(out / "last.pt", state, config, train_set)
-            score = _score(row)
-            if score is not None and (best is None or score > best):
-                best = score
-                _save_best(out / "best.pt", state, config, train_set)
-    if world_size > 1:
-        dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
-    return state.history
+            network = nn.parallel.DistributedDataParallel(
+                state.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        step_model = torch.compile(network) if config.compile else network
+        criterion = _criterion(train_set.task, config.label_smoothing)
+        scores = [_score(row) for row in state.history.epochs]
+        best = max((s for s in scores if s is not None), default=None)
+        last_epoch = config.epochs if stop_after is None else min(config.epochs, state.epoch + stop_after)
+        for epoch in range(state.epoch + 1, last_epoch + 1):
+            done = train_one_epoch(
+                state.model,
+                state.batches,
+                state.optimizer,
+                state.scheduler,
+                criterion,
+                ema=state.ema,
+                step_model=step_model,
+                amp=config.amp,
+                progress=progress and rank == 0,
+                desc=f"epoch {epoch}/{config.epochs}",
+            )
+            totals = torch.stack([done["loss_sum"].float(), torch.tensor(float(done["seen"]), device=device)])
+            if world_size > 1:
+                dist.all_reduce(totals)  # every rank sees the same loss, so all stop together
+            loss_sum, seen = totals.tolist()
+            if not math.isfinite(loss_sum):
+                raise _diverged(loss_sum / seen, epoch, config, out)
+            row = {
+                "epoch": epoch,
+                "train_loss": loss_sum / seen,
+                "lr": state.scheduler.get_last_lr()[0],
+                "seconds": done["seconds"],
+                "images_per_s": seen / done["seconds"],
+            }
+            if val_set is not None and rank == 0:
+                metrics = evaluate(state.weights, val_set, device=device, amp=config.amp)
+                row.update({f"val_{k}": v for k, v in metrics.items() if not isinstance(v, (dict, list))})
+                row["val_metrics"] = metrics
+            state.history.epochs.append(row)
+            if progress and rank == 0:
+                shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
+                tqdm.write(f"epoch {epoch}: {shown}")
+            if out is not None and rank == 0:
+                save_state(out / "last.pt", state, config, train_set)
+                score = _score(row)
+                if score is not None and (best is None or score > best):
+                    best = score
+                    _save_best(out / "best.pt", state, config, train_set)
+        if world_size > 1:
+            dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
+        return state.history

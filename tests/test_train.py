@@ -148,7 +148,8 @@ def test_weight_decay_skips_norms_biases_and_the_position_embedding():
     names = {id(p): name for name, p in model.named_parameters()}
     assert "pos_embedding" in {names[id(p)] for p in undecayed}
     assert all(p.ndim < 2 or names[id(p)] == "pos_embedding" for p in undecayed)
-    assert {names[id(p)] for p in decayed} == {n for n, p in model.named_parameters() if p.ndim >= 2} - {"pos_embedding"}
+    matrices = {name for name, p in model.named_parameters() if p.ndim >= 2}
+    assert {names[id(p)] for p in decayed} == matrices - {"pos_embedding"}
 
 
 def test_ema_weights_are_saved_resumed_and_loaded(data, tmp_path):
