@@ -20,26 +20,21 @@ stderr and exits with code 2 (1 for a run that failed while training); ``--debug
 from __future__ import annotations
 
 import argparse
-import ast
-import functools
-import inspect
 import json
-import math
 import os
-import re
 import shlex
 import sys
-import textwrap
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
 from eaviz._checks import check_device
+from eaviz._flags import Parser, add_field_flag, build_config, folder, integer, number
 from eaviz._io import claim_folder, read_json
 from eaviz.attention import MIXERS, NORMS
 from eaviz.bench import DTYPES, RESULTS_DIR, TRAIN_MIXERS, bench_attention, bench_train
@@ -52,6 +47,7 @@ from eaviz.pretrained import RECIPES, available, load_card, train_recipe
 from eaviz.train import OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, evaluate, load_checkpoint, train
 
 DEBUG_ENV = "EAVIZ_DEBUG"
+POSITIVE, NONNEGATIVE = integer(1), integer(0)
 SEGMENTATION_TASKS = ("voc", "shapes_seg")
 FROM_DATA = ("num_classes", "image_size")  # model fields read off the dataset, not set by flags
 CHOICES = {
@@ -63,135 +59,12 @@ CHOICES = {
     "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES,
 }
-# Flags with other names than their field's: (config, field) -> option strings. The segmenter's
-# width shares --dim with the classifier's dim (_field_of).
-RENAMED = {(TrainConfig, "ema_decay"): ("--ema", "--ema-decay")}
+# Flags named apart from their field (the segmenter's width shares --dim with the classifier's dim: _field_of).
+RENAMED = {"ema_decay": ("--ema", "--ema-decay")}
 METAVARS = {"memory_units": "S", "ema_decay": "DECAY", "lr": "LR"}
 
 
-# --- values on the command line -------------------------------------------------------------
-
-
-def _integer(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
-
-
-def _number(minimum: float | None = None) -> Callable[[str], float]:
-    """A finite float (> ``minimum`` when given): ``nan`` and ``inf`` are refused where they enter."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-        if minimum is not None and value <= minimum:
-            raise argparse.ArgumentTypeError(f"expected a number > {minimum:g}, got {value:g}")
-        return value
-
-    parse.__name__ = "number"
-    return parse
-
-
-def _out_folder(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a folder name, got an empty one")
-    return text
-
-
-POSITIVE, NONNEGATIVE = _integer(1), _integer(0)
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (no usage block): the flag, what is wrong, where to look."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 # --- flags generated from the config dataclasses ----------------------------------------------
-
-
-@functools.cache
-def field_docs(cls: type) -> dict[str, str]:
-    """The comment beside each field of dataclass ``cls``: ``dim: int = 128  # token dimension``."""
-    source = textwrap.dedent(inspect.getsource(cls))
-    lines = source.splitlines()
-    docs = {}
-    for node in ast.parse(source).body[0].body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            line = lines[node.end_lineno - 1]
-            tail = line[node.end_col_offset :].strip()
-            if tail.startswith("#"):
-                docs[node.target.id] = tail.lstrip("# ").strip()
-    return docs
-
-
-def _value_type(annotation: str) -> tuple[Callable[[str], object], int | None]:
-    """The argparse ``type`` and ``nargs`` for a field annotated ``annotation`` (a string)."""
-    kind = annotation.replace(" | None", "").replace("None | ", "")
-    if kind.startswith("tuple["):
-        return _number(), kind.count(",") + 1
-    return {"int": _integer(-(2**63)), "float": _number(), "str": str}[kind], None
-
-
-def _default(cls: type, name: str) -> str:
-    spec = cls.__dataclass_fields__[name]
-    value = spec.default if spec.default is not MISSING else spec.default_factory()
-    if isinstance(value, bool) or value is None:
-        return "on" if value else "off"
-    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
-def _defaults(owners: list[type], name: str) -> str:
-    """``128``, or ``classifier 0.0, segmenter 0.1`` where the configs disagree."""
-    values = {cls: _default(cls, _field_of(cls, name)) for cls in owners}
-    if len(set(values.values())) == 1:
-        return next(iter(values.values()))
-    return ", ".join(f"{cls.__name__.removesuffix('Config').lower()} {value}" for cls, value in values.items())
-
-
-def _help(owners: list[type], name: str) -> str:
-    """The field comments, per config where they differ, and the defaults."""
-    docs = {cls: field_docs(cls).get(_field_of(cls, name), f"{cls.__name__}.{_field_of(cls, name)}") for cls in owners}
-    if len(set(docs.values())) == 1:
-        doc = next(iter(docs.values()))
-    else:
-        doc = "; ".join(f"{cls.__name__.removesuffix('Config').lower()}: {text}" for cls, text in docs.items())
-    return f"{doc} (default: {_defaults(owners, name)})"
-
-
-def _add_field_flags(group, owners: list[type], name: str) -> None:
-    """One flag (``--name``, dest ``name``) for the field ``name`` of every config in ``owners``."""
-    first = owners[0]
-    spec = first.__dataclass_fields__[_field_of(first, name)]
-    options = RENAMED.get((first, spec.name), ("--" + name.replace("_", "-"),))
-    if spec.type == "bool":
-        on = spec.default is False
-        options = options if on else ("--no-" + name.replace("_", "-"),)
-        group.add_argument(*options, dest=name, action="store_const", const=on, help=_help(owners, name))
-        return
-    value_type, nargs = _value_type(spec.type)
-    group.add_argument(
-        *options,
-        dest=name,
-        type=value_type,
-        nargs=nargs,
-        choices=CHOICES.get(name),
-        metavar=METAVARS.get(name, name.upper() if name not in CHOICES else None),
-        help=_help(owners, name),
-    )
 
 
 def _model_fields() -> dict[str, list[type]]:
@@ -251,15 +124,18 @@ def _add_train_parser(subparsers) -> None:
     )
     parser.add_argument("--dataset", choices=DATASETS, help="the same as TASK, for those who prefer a flag")
     model = parser.add_argument_group("model (classifier: cifar10, cifar100, shapes; segmenter: voc, shapes_seg)")
-    for name, owners in _model_fields().items():
-        _add_field_flags(model, owners, name)
+    for flag, owners in _model_fields().items():
+        fields_ = {cls: _field_of(cls, flag) for cls in owners}
+        add_field_flag(model, fields_, flag, choices=CHOICES.get(flag), metavar=METAVARS.get(flag))
     loop = parser.add_argument_group("training")
     for spec in fields(TrainConfig):
-        _add_field_flags(loop, [TrainConfig], spec.name)
+        options = RENAMED.get(spec.name)
+        add_field_flag(loop, {TrainConfig: spec.name}, spec.name, options=options, choices=CHOICES.get(spec.name),
+                       metavar=METAVARS.get(spec.name))  # fmt: skip
     _add_data_flags(parser, device=False)
     parser.add_argument(
         "--out",
-        type=_out_folder,
+        type=folder,
         metavar="DIR",
         help="folder for last.pt, best.pt and last.json (default: nothing is saved)",
     )
@@ -325,13 +201,13 @@ def _add_bench_parser(subparsers) -> None:
     attention.add_argument("--no-backward", action="store_false", dest="backward", help="time the forward pass only")
     attention.add_argument(
         "--max-memory-gb",
-        type=_number(0),
+        type=number(0),
         metavar="GB",
         help="skip cases estimated to need more (default: 90%% of the GPU, or a quarter of the RAM)",
     )
     attention.add_argument(
         "--min-run-time",
-        type=_number(0),
+        type=number(0),
         default=0.5,
         metavar="SECONDS",
         help="seconds of repeated calls behind each timing (default: 0.5)",
@@ -363,7 +239,7 @@ def _add_bench_parser(subparsers) -> None:
         )
         sub.add_argument(
             "--out",
-            type=_out_folder,
+            type=folder,
             default=str(RESULTS_DIR),
             metavar="DIR",
             help="folder for the JSON file (default: benchmarks/results in the repository)",
@@ -390,7 +266,7 @@ def _add_pretrained_parser(subparsers) -> None:
     retrain.add_argument("name", choices=sorted(RECIPES), help="the recipe to train")
     retrain.add_argument("--data-root", metavar="DIR", help="folder that holds the datasets (default: $EAVIZ_DATA)")
     retrain.add_argument(
-        "--out", type=_out_folder, default="runs", metavar="DIR", help="folder for the run's last.pt (default: runs)"
+        "--out", type=folder, default="runs", metavar="DIR", help="folder for the run's last.pt (default: runs)"
     )
     retrain.set_defaults(func=_pretrained_train, parser=retrain)
 
@@ -406,7 +282,7 @@ def _add_notebooks_parser(subparsers) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; ``python -m eaviz SUBCOMMAND --help`` explains each flag."""
-    parser = _Parser(
+    parser = Parser(
         prog="python -m eaviz",
         description="External attention, explained: train, evaluate and benchmark the book's models.",
     )
@@ -428,16 +304,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- from flags to configs ----------------------------------------------------------------
-
-
-def _build(cls: type, given: dict, parser: argparse.ArgumentParser, flag_of: dict[str, str]):
-    """``cls(**given)``; a value the config refuses is reported against the flag that set it."""
-    try:
-        return cls(**given)
-    except (TypeError, ValueError) as error:
-        field = next((name for name in given if re.search(rf"\b{name}\b", str(error))), None)
-        where = f"argument {flag_of.get(field, '--' + str(field).replace('_', '-'))}: " if field else ""
-        parser.error(f"{where}{error}")
 
 
 def model_overrides(task: str, args: argparse.Namespace) -> dict:
@@ -470,7 +336,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     names = [spec.name for spec in fields(TrainConfig)]
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     parser = getattr(args, "parser", None) or build_parser()
-    return _build(TrainConfig, given, parser, {"ema_decay": "--ema"})
+    return build_config(TrainConfig, given, parser, {"ema_decay": "--ema"})
 
 
 def _data_kwargs(args: argparse.Namespace) -> dict:
@@ -492,7 +358,7 @@ def _train(args: argparse.Namespace) -> int:
         args.parser.error("give the dataset to train on, e.g. `python -m eaviz train cifar10`")
     overrides = model_overrides(task, args)
     segmentation = task in SEGMENTATION_TASKS
-    _build(SegmenterConfig if segmentation else ClassifierConfig, overrides, args.parser, {"width": "--dim"})
+    build_config(SegmenterConfig if segmentation else ClassifierConfig, overrides, args.parser, {"width": "--dim"})
     config = train_config(args)
     device = check_device(config.device)  # before loading data: a missing GPU is found at once
     out = args.out

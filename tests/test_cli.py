@@ -265,11 +265,13 @@ def test_cli_and_pretrained_write_one_card_format(trained_run):
 
 
 def test_every_model_field_is_a_flag_with_its_comment_as_help():
+    from eaviz._flags import field_docs
+
     parser = cli.build_parser()
     train_parser = next(p for p in parsers(parser) if p.prog == "python -m eaviz train")
     helps = {action.dest: action.help for action in train_parser._actions}
     for config in (ClassifierConfig, SegmenterConfig, TrainConfig):
-        for name, doc in cli.field_docs(config).items():
+        for name, doc in field_docs(config).items():
             if name in cli.FROM_DATA:
                 continue
             dest = "dim" if (config, name) == (SegmenterConfig, "width") else name
