@@ -67,13 +67,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Delete the ``.NAME.PID.RANDOM.tmp`` files in ``folder`` whose process is gone; returns them."""
+def remove_stale_temp_files(folder: str | os.PathLike, *, claimed: bool = False) -> list[Path]:
+    """Delete the ``.NAME.PID.RANDOM.tmp`` files in ``folder`` whose process is gone; returns them.
+
+    ``claimed``: the folder is held with :func:`claim_folder`, so temporary files without a
+    process id in their name (written by older versions of eaviz) are leftovers too.
+    """
     removed = []
     for tmp in Path(folder).glob(".*.tmp"):
         parts = tmp.name.split(".")
         pid = parts[-3] if len(parts) >= 5 else ""
-        if pid.isdigit() and not _alive(int(pid)):
+        if (pid.isdigit() and not _alive(int(pid))) or (claimed and not pid.isdigit()):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
@@ -132,7 +136,7 @@ def claim_folder(folder: str | os.PathLike) -> Iterator[Path]:
     except (PermissionError, FileNotFoundError, NotADirectoryError, FileExistsError) as error:
         raise OSError(f"cannot write into the output folder {folder} ({error.strerror}); choose another one") from error
     try:
-        remove_stale_temp_files(folder)
+        remove_stale_temp_files(folder, claimed=True)
         yield folder
     finally:
         if _lock_owner(lock) == me:

@@ -319,11 +319,12 @@ def test_an_empty_output_folder_is_refused_by_the_api():
 
 def test_temporary_files_of_a_killed_save_are_removed_at_the_next_start(tmp_path):
     leftover = tmp_path / f".last.pt.{dead_pid()}.0a1b2c3d.tmp"
+    older = tmp_path / ".last.pt.k2j3h4_x.tmp"  # the name older versions gave them
     mine = tmp_path / f".last.pt.{os.getpid()}.0a1b2c3d.tmp"  # a live writer's file stays
-    leftover.write_bytes(b"half")
-    mine.write_bytes(b"half")
+    for path in (leftover, older, mine):
+        path.write_bytes(b"half")
     with claim_folder(tmp_path):
-        assert not leftover.exists() and mine.exists()
+        assert not leftover.exists() and not older.exists() and mine.exists()
     assert remove_stale_temp_files(tmp_path) == []
 
 

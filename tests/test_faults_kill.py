@@ -20,7 +20,7 @@ from eaviz.models import ClassifierConfig, build_model
 from eaviz.train import TrainConfig, train
 
 KILLS = 3
-WAIT_S = 120  # for one save to start (process start-up included)
+WAIT_S = 300  # for one save to start (process start-up included)
 FLAGS = ["--limit", "128", "--epochs", "1000", "--batch-size", "32", "--dim", "64", "--depth", "2",
          "--memory-units", "8", "--device", "cpu"]  # fmt: skip
 
