@@ -11,23 +11,20 @@ installed package; ``load_pretrained(name, folder=...)`` loads it from there.
 
 from __future__ import annotations
 
-import datetime
-import json
-import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib.resources import as_file
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from eaviz import __version__
-from eaviz._io import atomic_write_text
+from eaviz._checks import check_device
+from eaviz._io import atomic_save
+from eaviz.card import make_card, read_card, write_card
 from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
 from eaviz.paths import shipped, user_dir, writable_folder
-from eaviz.profile import describe_device, resolve_device
-from eaviz.train import TrainConfig, load_checkpoint, save_checkpoint, train
+from eaviz.train import TrainConfig, load_checkpoint, train
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,7 @@ def load_card(name: str, *, folder: str | Path | None = None) -> dict:
     if not card.is_file():
         where = "shipped with eaviz" if folder is None else f"in {folder}"
         raise FileNotFoundError(f"no card for {name!r} {where}; available: {available(folder)}")
-    return json.loads(card.read_text())
+    return read_card(card)
 
 
 def load_pretrained(
@@ -135,47 +132,20 @@ def train_recipe(
     val_set = load_dataset(recipe.dataset, "val", root=root, **extra)
     torch.manual_seed(recipe.train.seed)
     model = build_model(recipe.model)
-    device = resolve_device(recipe.train.device)
     started = time.perf_counter()
     history = train(model, train_set, val_set, recipe.train, out=Path(out) / name)
-    seconds = time.perf_counter() - started
-    peak_memory = (
-        torch.cuda.max_memory_allocated() / 2**20
-        if device.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    card = make_card(
+        name=name,
+        model=model,
+        train_set=train_set,
+        val_set=val_set,
+        train_config=recipe.train,
+        history=history,
+        seconds=time.perf_counter() - started,
+        device=check_device(recipe.train.device),
+        command=f"python -m eaviz pretrained train {name}",
     )
-    metrics = history.last["val_metrics"]
-    card = {
-        "name": name,
-        "task": train_set.task,
-        "dataset": recipe.dataset,
-        "split": {
-            "train": len(train_set),
-            "val": len(val_set),
-            "rule": train_set.info.get("split_rule", "see eaviz.data: held-out part of the training set"),
-        },
-        "model": recipe.model.to_dict(),
-        "train": asdict(recipe.train),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "epochs": recipe.train.epochs,
-        "val_metrics": metrics,
-        "history": [{k: v for k, v in row.items() if k != "val_metrics"} for row in history.epochs],
-        "train_seconds": round(seconds, 1),
-        "images_per_s": round(sum(r["images_per_s"] for r in history.epochs) / len(history.epochs), 1),
-        "peak_memory_mib": round(peak_memory, 1),
-        "device": describe_device(device),
-        "date": datetime.date.today().isoformat(),
-        "command": f"python -m eaviz pretrained train {name}",
-        "eaviz_version": __version__,
-        "torch_version": torch.__version__,
-    }
-    save_checkpoint(
-        folder / f"{name}.pt",
-        {
-            "model": {k: v.cpu() for k, v in model.state_dict().items()},
-            "config": recipe.model.to_dict(),
-            "metrics": metrics,
-        },
-    )
-    atomic_write_text(json.dumps(card, indent=2) + "\n", folder / f"{name}.json")
+    weights = {k: v.cpu() for k, v in model.state_dict().items()}
+    atomic_save({"model": weights, "config": card["model"], "metrics": card["val_metrics"]}, folder / f"{name}.pt")
+    write_card(card, folder / f"{name}.json")
     return card

@@ -220,3 +220,60 @@ def test_pretrained_backbone_flag_reaches_the_segmenter_config():
     args = cli.build_parser().parse_args(["train", "voc", "--backbone", "resnet18", "--pretrained-backbone"])
     args.parser = cli.build_parser()
     assert cli.model_overrides("voc", args) == {"backbone": "resnet18", "pretrained_backbone": True}
+
+
+def test_eval_prints_the_numbers_that_evaluate_computes(trained_run, capsys):
+    from eaviz.data import load_dataset
+    from eaviz.train import evaluate, load_checkpoint
+
+    code, out, _ = run(["eval", str(trained_run / "last.pt"), "--limit", "20", "--device", "cpu"], capsys)
+    model, _ = load_checkpoint(trained_run / "last.pt")
+    expected = evaluate(model, load_dataset("shapes", "val", limit=20))
+    assert code == 0 and json.loads(out.split("\n", 1)[1]) == pytest.approx(expected)
+
+
+def test_pretrained_train_retrains_a_recipe_into_a_checkpoint_and_a_card(tmp_path, monkeypatch, capsys):
+    import eaviz.pretrained as pretrained
+
+    tiny = pretrained.Recipe(
+        "shapes",
+        ClassifierConfig(image_size=16, dim=16, depth=1, memory_units=4),
+        TrainConfig(epochs=1, batch_size=100, lr=0.01, device="cpu"),
+        data_size=16,
+    )
+    monkeypatch.setitem(pretrained.RECIPES, "shapes-tiny", tiny)
+    folder = tmp_path / "checkpoints"
+    command = ["pretrained", "train", "shapes-tiny", "--out", str(tmp_path / "runs"), "--checkpoint-dir", str(folder)]
+    code, out, _ = run(command, capsys)
+    assert code == 0 and json.loads(out[out.index("{\n  \"name\""):])["name"] == "shapes-tiny"
+    model, card = pretrained.load_pretrained("shapes-tiny", folder=folder)
+    assert card["command"] == "python -m eaviz pretrained train shapes-tiny" and card["epochs"] == 1
+    assert card["split"]["train"] == 5000 and card["model"]["dim"] == 16
+    assert (tmp_path / "runs" / "shapes-tiny" / "last.pt").exists()
+    from eaviz.data import load_dataset
+    from eaviz.train import evaluate
+
+    metrics = evaluate(model, load_dataset("shapes", "val", size=16))
+    assert metrics["accuracy"] == pytest.approx(card["val_metrics"]["accuracy"])
+
+
+def test_cli_and_pretrained_write_one_card_format(trained_run):
+    import eaviz.pretrained as pretrained
+
+    cli_card = json.loads((trained_run / "last.json").read_text())
+    shipped = pretrained.load_card("cifar10-external")
+    assert set(cli_card) == set(shipped)
+
+
+def test_every_model_field_is_a_flag_with_its_comment_as_help():
+    from eaviz._flags import field_docs
+
+    parser = cli.build_parser()
+    train_parser = next(p for p in parsers(parser) if p.prog == "python -m eaviz train")
+    helps = {action.dest: action.help for action in train_parser._actions}
+    for config in (ClassifierConfig, SegmenterConfig, TrainConfig):
+        for name, doc in field_docs(config).items():
+            if name in cli.FROM_DATA:
+                continue
+            dest = "dim" if (config, name) == (SegmenterConfig, "width") else name
+            assert doc in helps[dest], (config.__name__, name)

@@ -4,6 +4,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import math
+
 import matplotlib.pyplot as plt
 import pytest
 import torch
@@ -66,6 +68,22 @@ class RegionScore(nn.Module):
 def linear_case() -> tuple[RegionScore, torch.Tensor]:
     torch.manual_seed(2)
     return RegionScore(), torch.rand(3, 3, 8, 8)
+
+
+def reference_baseline(images: torch.Tensor, baseline: str) -> torch.Tensor:
+    """What removed pixels become, written apart from eaviz.explain: black, each image's mean
+    colour, or a 2-D Gaussian blur (sigma = max(H, W) / 8, radius ceil(2 sigma)) of the
+    edge-replicated image."""
+    if baseline == "zero":
+        return torch.zeros_like(images)
+    if baseline == "mean":
+        return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+    sigma = max(images.shape[-2:]) / 8
+    radius = max(1, math.ceil(2 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    gauss = torch.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma**2))
+    kernel = (gauss / gauss.sum()).expand(images.shape[1], 1, -1, -1)
+    return F.conv2d(F.pad(images, (radius,) * 4, mode="replicate"), kernel, groups=images.shape[1])
 
 
 def reference_curve(model, images, maps, target, steps, mode, fill):
@@ -185,7 +203,7 @@ def test_deletion_curve_matches_a_pixel_by_pixel_reference(model, images, mode, 
     maps = torch.rand(2, map_size, map_size)
     target = model(images).argmax(dim=-1)
     curve = deletion_curve(model, images, maps, steps=steps, mode=mode, baseline=baseline)
-    scores, areas = reference_curve(model, images, maps, target, steps, mode, baseline_images(images, baseline))
+    scores, areas = reference_curve(model, images, maps, target, steps, mode, reference_baseline(images, baseline))
     torch.testing.assert_close(curve.fractions, torch.linspace(0, 1, steps + 1))
     torch.testing.assert_close(curve.scores, scores, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(curve.auc, areas, atol=1e-5, rtol=1e-4)
@@ -209,6 +227,11 @@ def test_infidelity_agrees_that_the_true_importance_is_the_faithful_map(linear_c
     assert (infidelity_of(chance) > 1e-3).all()
     kw = dict(target=0, steps=64, baseline="zero")
     assert (deletion_curve(net, x, net.importance(x), **kw).auc < deletion_curve(net, x, chance, **kw).auc).all()
+
+
+@pytest.mark.parametrize("baseline", ["zero", "mean", "blur"])
+def test_baselines_match_references_written_apart(images, baseline):
+    torch.testing.assert_close(baseline_images(images, baseline), reference_baseline(images, baseline))
 
 
 def test_blur_baseline_keeps_a_flat_image_flat_and_smooths_noise():

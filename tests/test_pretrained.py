@@ -48,7 +48,7 @@ def test_unknown_name_lists_the_shipped_ones():
 
 @pytest.mark.skipif(not os.environ.get("EAVIZ_DATA"), reason="needs the real data ($EAVIZ_DATA)")
 @pytest.mark.usefixtures("single_thread")
-@pytest.mark.parametrize("name", ["cifar10-external", "voc-external"])
+@pytest.mark.parametrize("name", sorted(RECIPES))
 def test_card_metrics_are_reproduced_on_the_real_validation_split(name):
     model, card = load_pretrained(name)
     extra = {"size": RECIPES[name].data_size} if RECIPES[name].data_size else {}

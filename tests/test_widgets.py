@@ -7,13 +7,13 @@ import ipywidgets as widgets
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from ipywidgets.embed import embed_data
 from PIL import Image
 
 from eaviz.data.dataset import ImageDataset
 from eaviz.models import Classifier, ClassifierConfig
 from eaviz.viz.atlas import build_memory_atlas
-from eaviz.viz.maps import memory_unit_maps, self_attention_maps
 from eaviz.widgets import AttentionExplorer, static_query_explorer, static_unit_explorer
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -30,6 +30,16 @@ def dataset(n: int = 12) -> ImageDataset:
     return ImageDataset(images, torch.arange(n) % 3, ["a", "b", "c"])
 
 
+def mixer_attention(model, images, layer: str = "blocks.0.mixer") -> torch.Tensor:
+    """The mixer's own ``return_attn`` on the tokens it receives (a hook): a reference apart from eaviz.viz."""
+    mixer, seen = model.get_submodule(layer), []
+    handle = mixer.register_forward_hook(lambda module, args, output: seen.append(args[0]))
+    with torch.no_grad():
+        model(images)
+        handle.remove()
+        return mixer(seen[0], return_attn=True)[1]
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     return Image.open(io.BytesIO(data)).size
 
@@ -38,7 +48,9 @@ def test_explorer_shows_the_library_maps_of_the_chosen_units():
     model, data = tiny_classifier(), dataset()
     explorer = AttentionExplorer(model, data, units=(1, 2))
     explorer.index.value = 4
-    expected = memory_unit_maps(model, data[4][0][None], units=[1, 2])[0]
+    attn = mixer_attention(model, data[4][0][None])  # (1, 64, S)
+    columns = attn[0, :, [1, 2]].T.reshape(2, 1, 8, 8)  # the units' columns on the 8x8 token grid
+    expected = F.interpolate(columns, size=(32, 32), mode="bilinear", align_corners=False)[:, 0]
     np.testing.assert_allclose(explorer.current_maps, expected.numpy(), atol=1e-6)
     assert png_size(explorer.image.value)[0] > 2 * explorer.panel  # image + 2 maps side by side
 
@@ -71,7 +83,9 @@ def test_self_attention_models_get_a_query_picker():
     explorer = AttentionExplorer(model, data)
     assert explorer.unit_box.layout.display == "none" and explorer.query_box.layout.display is None
     explorer.row.value, explorer.col.value = 1, 6
-    expected = self_attention_maps(model, data[0][0][None], query=(1, 6))
+    attn = mixer_attention(model, data[0][0][None])  # (1, heads, 64, 64)
+    row = attn.mean(dim=1)[:, 1 * 8 + 6].view(1, 1, 8, 8)  # query (1, 6), heads averaged
+    expected = F.interpolate(row, size=(32, 32), mode="bilinear", align_corners=False)[:, 0]
     np.testing.assert_allclose(explorer.current_maps, expected.numpy(), atol=1e-6)
 
 

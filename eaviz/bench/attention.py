@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm.auto import tqdm
 
-from eaviz._checks import check_choice
+from eaviz._checks import check_choice, check_number
 from eaviz.attention import MIXERS, ExternalAttention, SelfAttention, make_mixer
 from eaviz.bench.measure import MB, bench_device, peak_memory_bytes, time_call
 from eaviz.bench.results import finish, result_rows
@@ -139,6 +139,11 @@ def bench_attention(
     being run. With ``out``, the rows are saved as ``out/attention-<device>-<date>.json``; with
     ``verbose``, a progress bar and the markdown table are shown.
     """
+    for n in sizes:
+        check_number(n, "sizes", low=1, integer=True)
+    for name, value in {"dim": dim, "memory_units": memory_units, "batch": batch}.items():
+        check_number(value, name, low=1, integer=True)
+    check_number(min_run_time, "min_run_time", low=0, low_open=True)
     resolved = bench_device(device)
     if out is not None:
         writable_folder(out, argument="out (--out)")

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from eaviz._checks import check_number
 from eaviz.attention import MIXERS
 from eaviz.bench.measure import bench_device, timed
 from eaviz.bench.results import finish, result_rows
@@ -37,6 +38,9 @@ def bench_train(
     is timed on its own; images/s comes from the median step, which a busy shared CPU
     disturbs less than the mean.
     """
+    check_number(batch_size, "batch_size", low=1, integer=True)
+    check_number(steps, "steps", low=1, integer=True)
+    check_number(warmup_steps, "warmup_steps", low=0, integer=True)
     resolved = bench_device(device)
     if out is not None:
         writable_folder(out, argument="out (--out)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,15 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from eaviz._io import atomic_save
+from eaviz._checks import check_number
+from eaviz._io import atomic_save, read_checkpoint, remove_stale_temp_files
 from eaviz.data.dataset import ImageDataset, data_root
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 VAL_PER_CLASS = {"cifar10": 500, "cifar100": 50}
 SPLITS = ("train", "val", "test")
 CACHE = Path.home() / ".cache" / "eaviz"
+CACHE_VERSION = 2  # raise when the cached tensors change meaning
 
 
 def _decode(data: bytes, where: str) -> np.ndarray:
@@ -73,16 +76,46 @@ def read_image_folder(source: Path) -> tuple[torch.Tensor, torch.Tensor, list[st
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels, classes
 
 
+def _checksum(images: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> str:
+    """BLAKE2b of the cached tensors and class names: a changed byte changes it."""
+    digest = hashlib.blake2b(digest_size=16)
+    for tensor in (images, labels):
+        digest.update(tensor.contiguous().numpy().data)
+    digest.update("\n".join(classes).encode())
+    return digest.hexdigest()
+
+
+def _read_cache(cache: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """The cached tensors, or None (with a warning) when the file is unreadable, stale or altered."""
+    try:
+        saved = read_checkpoint(cache)
+        if saved.get("version") != CACHE_VERSION:
+            raise ValueError(f"it has version {saved.get('version')}, this eaviz writes {CACHE_VERSION}")
+        images, labels, classes = saved["images"], saved["labels"], saved["classes"]
+        if saved.get("checksum") != _checksum(images, labels, classes):
+            raise ValueError("its checksum does not match its contents")
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        warnings.warn(f"rebuilding the cache {cache}: {error}", stacklevel=3)
+        return None
+    return images, labels, classes
+
+
 def _cached_image_folder(source: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """read_image_folder, cached as one uint8 tensor file keyed by the source's path, size and time."""
+    """read_image_folder, cached as one uint8 tensor file keyed by the source's path, size and time.
+
+    The cache records its format version and a checksum; a file that does not match either
+    (an older eaviz, a half-written or damaged file) is rebuilt from the source.
+    """
     stat = source.stat()
     key = hashlib.sha1(f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     cache = CACHE / f"{source.name.split('.')[0]}-{key}.pt"
-    if cache.exists():
-        saved = torch.load(cache, weights_only=True)
-        return saved["images"], saved["labels"], saved["classes"]
+    if CACHE.is_dir():
+        remove_stale_temp_files(CACHE)
+    if cache.exists() and (cached := _read_cache(cache)) is not None:
+        return cached
     images, labels, classes = read_image_folder(source)
-    atomic_save({"images": images, "labels": labels, "classes": classes}, cache)
+    payload = {"images": images, "labels": labels, "classes": classes}
+    atomic_save({**payload, "version": CACHE_VERSION, "checksum": _checksum(images, labels, classes)}, cache)
     return images, labels, classes
 
 
@@ -121,6 +154,8 @@ def load_cifar(
         raise ValueError(f"expected name to be one of {sorted(VAL_PER_CLASS)}, got {name!r}")
     if split not in SPLITS:
         raise ValueError(f"expected split to be one of {SPLITS}, got {split!r}")
+    if limit is not None:
+        check_number(limit, "limit", low=1, integer=True)
     base = data_root(root)
     local = [base / f"{name}-train", base / f"{name}-train.tar.gz"]
     official = base / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")

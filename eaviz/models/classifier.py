@@ -25,21 +25,21 @@ STEMS = ("conv", "patch")
 class ClassifierConfig:
     """Settings of a :class:`Classifier`; a checkpoint stores them as a dict."""
 
-    num_classes: int = 10
-    image_size: int = 32
+    num_classes: int = 10  # read off the dataset by the CLI
+    image_size: int = 32  # read off the dataset by the CLI
     stem: str = "conv"  # "conv": 3 conv layers; "patch": a linear layer on 4x4 patches (all-MLP)
     patch_size: int = 4  # the token grid is image_size / patch_size on a side
-    dim: int = 128
-    depth: int = 4
+    dim: int = 128  # token dimension d
+    depth: int = 4  # number of mixer blocks
     mixer: str = "external"  # a name in eaviz.attention.MIXERS: "external", "self", "multihead_external", "none"
-    heads: int = 4
-    memory_units: int = 64
+    heads: int = 4  # heads of self-attention and multi-head external attention
+    memory_units: int = 64  # memory units S of external attention
     expansion: int = 1  # multi-head EA widening; the released EAMLP uses 4, 1 keeps CPU training fast
-    norm: str = "double"
-    mlp_ratio: int = 2
-    dropout: float = 0.0
-    mean: tuple[float, float, float] = CIFAR_MEAN
-    std: tuple[float, float, float] = CIFAR_STD
+    norm: str = "double"  # external attention: softmax over tokens then l1 over units ("double"), or softmax
+    mlp_ratio: int = 2  # hidden width of each block's MLP, in multiples of dim
+    dropout: float = 0.0  # dropout in the MLPs (and multi-head external attention)
+    mean: tuple[float, float, float] = CIFAR_MEAN  # per-channel mean the model subtracts from images in [0, 1]
+    std: tuple[float, float, float] = CIFAR_STD  # per-channel standard deviation the model divides by
 
     @classmethod
     def eamlp(cls, **overrides) -> "ClassifierConfig":

@@ -24,16 +24,16 @@ BACKBONES = ("small", "resnet18")
 class SegmenterConfig:
     """Settings of a :class:`Segmenter`; a checkpoint stores them as a dict."""
 
-    num_classes: int = 21
-    head: str = "external"
+    num_classes: int = 21  # read off the dataset by the CLI
+    head: str = "external"  # attention head: EANet block ("external"), non-local, or none
     backbone: str = "small"  # "small" (trained from scratch) or "resnet18" (its first 2 stages)
     pretrained_backbone: bool = False  # ImageNet weights for "resnet18" (downloads, online only)
-    width: int = 128
-    memory_units: int = 64
-    norm: str = "double"
-    dropout: float = 0.1
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    width: int = 128  # channels of the backbone output and the head
+    memory_units: int = 64  # memory units S of external attention
+    norm: str = "double"  # external attention: softmax over tokens then l1 over units ("double"), or softmax
+    dropout: float = 0.1  # dropout before the classifier
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # per-channel mean the model subtracts from images in [0, 1]
+    std: tuple[float, float, float] = IMAGENET_STD  # per-channel standard deviation the model divides by
 
     def __post_init__(self) -> None:
         HEADS.resolve(self.head)
