@@ -8,8 +8,8 @@ One file per benchmark, each recording its numbers the same way:
 - ``measure``: timing (``torch.utils.benchmark``) and peak memory (``torch.cuda`` counters, or
   the memory events of ``torch.profiler`` on the CPU).
 - ``results``: given a folder, each run writes a JSON file there (the CLI: :func:`results_dir`);
-  :func:`load_results` reads the latest shipped or measured file back, so the book shows recorded numbers instead of timing on the
-  reader's machine.
+  :func:`load_results` reads the latest shipped or measured file back, so the book shows
+  recorded numbers instead of timing on the reader's machine.
 
 Any mixer registered in ``eaviz.attention.MIXERS`` can be benchmarked by name.
 """
