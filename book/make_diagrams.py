@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 OUT = Path(__file__).parent / "_static" / "diagrams"
-plt.rcParams.update({"font.size": 11, "mathtext.fontset": "dejavusans"})
+plt.rcParams.update({"font.size": 12, "mathtext.fontset": "dejavusans"})
 
 TENSOR = {"facecolor": "#e8f0fb", "edgecolor": "#3b6ea8"}
 OPERATION = {"facecolor": "#fdf1e3", "edgecolor": "#c7812b"}
@@ -30,7 +30,7 @@ def box(ax, x, y, text, style, width=1.7, height=0.62):
     patch = FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.04,rounding_size=0.12",
                            linewidth=1.4, **style)
     ax.add_patch(patch)
-    ax.text(x, y, text, ha="center", va="center", fontsize=11)
+    ax.text(x, y, text, ha="center", va="center", fontsize=12)
     return (x, y, width, height)
 
 
@@ -48,14 +48,14 @@ def arrow(ax, start, end, label=None, side="right", offset=0.1):
         mx, my = (p0[0] + p1[0]) / 2, (p0[1] + p1[1]) / 2
         if abs(x1 - x0) < 1e-6:
             dx = offset if side == "right" else -offset
-            ax.text(mx + dx, my, label, ha="left" if side == "right" else "right", va="center", fontsize=9.5,
+            ax.text(mx + dx, my, label, ha="left" if side == "right" else "right", va="center", fontsize=10.5,
                     color="#7a2e2e")
         else:
-            ax.text(mx, my + 0.12, label, ha="center", va="bottom", fontsize=9.5, color="#7a2e2e")
+            ax.text(mx, my + 0.12, label, ha="center", va="bottom", fontsize=10.5, color="#7a2e2e")
 
 
 def self_attention(ax):
-    ax.set_title("(a) self-attention, eqs. (1)-(2)", fontsize=12, pad=8)
+    ax.set_title("(a) self-attention, eqs. (1)-(2)", fontsize=12.5, pad=8)
     f = box(ax, 3.0, 8.2, r"$F$", TENSOR)
     q = box(ax, 1.0, 6.6, r"$Q = F W_q$", OPERATION)
     k = box(ax, 3.0, 6.6, r"$K = F W_k$", OPERATION)
@@ -64,41 +64,41 @@ def self_attention(ax):
         (x0, y0, _, h0), (x1, y1, _, h1) = f, target
         ax.add_patch(FancyArrowPatch((x0, y0 - h0 / 2), (x1, y1 + h1 / 2), arrowstyle="-|>", mutation_scale=13,
                                      linewidth=1.2, color="#333333"))
-    ax.text(3.0, 7.55, r"$N{\times}d$", ha="center", fontsize=9.5, color="#7a2e2e",
+    ax.text(3.0, 7.55, r"$N{\times}d$", ha="center", fontsize=10.5, color="#7a2e2e",
             bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
-    scores = box(ax, 2.0, 4.9, r"softmax$(QK^{\top}/\sqrt{d})$", OPERATION, width=2.9)
+    scores = box(ax, 2.0, 4.9, r"softmax$(QK^{\top}/\sqrt{d})$", OPERATION, width=3.4)
     for source, x_end in ((q, 1.4), (k, 2.6)):
         (x0, y0, _, h0) = source
         ax.add_patch(FancyArrowPatch((x0, y0 - h0 / 2), (x_end, 4.9 + 0.31), arrowstyle="-|>", mutation_scale=13,
                                      linewidth=1.2, color="#333333"))
-    ax.text(0.62, 5.8, r"$N{\times}d$", ha="right", fontsize=9.5, color="#7a2e2e")
-    ax.text(2.9, 5.8, r"$N{\times}d$", ha="left", fontsize=9.5, color="#7a2e2e")
+    ax.text(0.62, 5.8, r"$N{\times}d$", ha="right", fontsize=10.5, color="#7a2e2e")
+    ax.text(2.9, 5.8, r"$N{\times}d$", ha="left", fontsize=10.5, color="#7a2e2e")
     a = box(ax, 2.0, 3.3, r"$A$ (map)", TENSOR)
     arrow(ax, scores, a, r"$N{\times}N$")
     out = box(ax, 3.0, 1.7, r"$F_{out} = A V$", OPERATION)
     (x0, y0, _, h0) = a
     ax.add_patch(FancyArrowPatch((x0, y0 - h0 / 2), (2.6, 1.7 + 0.31), arrowstyle="-|>", mutation_scale=13,
                                  linewidth=1.2, color="#333333"))
-    ax.text(1.95, 2.5, r"$N{\times}N$", ha="right", fontsize=9.5, color="#7a2e2e")
+    ax.text(1.95, 2.5, r"$N{\times}N$", ha="right", fontsize=10.5, color="#7a2e2e")
     (x0, y0, _, h0) = v
     ax.add_patch(FancyArrowPatch((x0, y0 - h0 / 2), (3.6, 1.7 + 0.31), arrowstyle="-|>", mutation_scale=13,
                                  linewidth=1.2, color="#333333"))
-    ax.text(4.55, 4.0, r"$N{\times}d$", ha="left", fontsize=9.5, color="#7a2e2e")
+    ax.text(4.55, 4.0, r"$N{\times}d$", ha="left", fontsize=10.5, color="#7a2e2e")
     result = box(ax, 3.0, 0.3, r"output", TENSOR)
     arrow(ax, out, result, r"$N{\times}d$")
     ax.text(3.0, -0.55, r"cost $O(dN^2)$, map $N{\times}N$ per sample", ha="center", fontsize=10)
 
 
 def simplified(ax):
-    ax.set_title("(b) simplified self-attention, eqs. (3)-(4)", fontsize=12, pad=8)
+    ax.set_title("(b) simplified self-attention, eqs. (3)-(4)", fontsize=12.5, pad=8)
     f = box(ax, 3.0, 8.2, r"$F$", TENSOR)
     scores = box(ax, 3.0, 6.1, r"softmax$(F F^{\top})$", OPERATION, width=2.4)
     ax.add_patch(FancyArrowPatch((2.6, 8.2 - 0.31), (2.6, 6.1 + 0.31), arrowstyle="-|>", mutation_scale=13,
                                  linewidth=1.2, color="#333333"))
     ax.add_patch(FancyArrowPatch((3.4, 8.2 - 0.31), (3.4, 6.1 + 0.31), arrowstyle="-|>", mutation_scale=13,
                                  linewidth=1.2, color="#333333"))
-    ax.text(2.5, 7.15, r"1st $F$: $N{\times}d$", ha="right", fontsize=9.5, color="#7a2e2e")
-    ax.text(3.5, 7.15, r"2nd $F$: $N{\times}d$", ha="left", fontsize=9.5, color="#7a2e2e")
+    ax.text(2.5, 7.15, r"1st $F$: $N{\times}d$", ha="right", fontsize=10.5, color="#7a2e2e")
+    ax.text(3.5, 7.15, r"2nd $F$: $N{\times}d$", ha="left", fontsize=10.5, color="#7a2e2e")
     a = box(ax, 3.0, 4.0, r"$A$ (map)", TENSOR)
     arrow(ax, scores, a, r"$N{\times}N$")
     out = box(ax, 3.0, 1.9, r"$F_{out} = A F$", OPERATION)
@@ -108,26 +108,26 @@ def simplified(ax):
     ax.add_patch(FancyArrowPatch((4.9, 1.9), (3.0 + 0.85, 1.9), arrowstyle="-|>", mutation_scale=13, linewidth=1.2,
                                  color="#333333"))
     ax.plot([3.85, 4.2], [8.2, 8.2], color="#333333", lw=1.2)
-    ax.text(5.0, 5.0, r"3rd $F$:" "\n" r"$N{\times}d$", ha="left", fontsize=9.5, color="#7a2e2e")
+    ax.text(5.0, 5.0, r"3rd $F$:" "\n" r"$N{\times}d$", ha="left", fontsize=10.5, color="#7a2e2e")
     result = box(ax, 3.0, 0.3, r"output", TENSOR)
     arrow(ax, out, result, r"$N{\times}d$")
     ax.text(3.0, -0.55, r"cost $O(dN^2)$; no weights at all", ha="center", fontsize=10)
 
 
 def external(ax):
-    ax.set_title("(c) external attention, eqs. (7)-(8)", fontsize=12, pad=8)
+    ax.set_title("(c) external attention, eqs. (7)-(8)", fontsize=12.5, pad=8)
     f = box(ax, 2.6, 8.2, r"$F$", TENSOR)
     mk = box(ax, 5.0, 6.1, r"$M_k$", MEMORY, width=1.2)
     mv = box(ax, 5.0, 1.9, r"$M_v$", MEMORY, width=1.2)
     logits = box(ax, 2.6, 6.1, r"$F M_k^{\top}$", OPERATION)
     arrow(ax, f, logits, r"$N{\times}d$", side="left", offset=0.1)
     arrow(ax, mk, logits, r"$S{\times}d$")
-    norm = box(ax, 2.6, 4.0, "double norm\n(softmax over $N$, $\\ell_1$ over $S$)", OPERATION, width=3.3, height=0.9)
+    norm = box(ax, 2.6, 4.0, "double norm\n(eqs. 9-11)", OPERATION, width=2.2, height=0.9)
     arrow(ax, logits, norm, r"$N{\times}S$", side="left")
     out = box(ax, 2.6, 1.9, r"$F_{out} = A M_v$", OPERATION)
     arrow(ax, norm, out, r"$A$: $N{\times}S$", side="left")
     arrow(ax, mv, out, r"$S{\times}d$")
-    ax.text(5.0, 4.0, "memories:\nlearned,\nshared by\nall samples", ha="center", va="center", fontsize=9.5,
+    ax.text(5.2, 4.0, "memories:\nlearned,\nshared by\nall samples", ha="center", va="center", fontsize=10.5,
             color="#3d8b4f")
     result = box(ax, 2.6, 0.3, r"output", TENSOR)
     arrow(ax, out, result, r"$N{\times}d$", side="left")
@@ -135,7 +135,7 @@ def external(ax):
 
 
 def figure1(path: Path) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(15, 6.4))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 5.6))
     for ax, draw in zip(axes, (self_attention, simplified, external)):
         ax.set_xlim(-0.4, 6.4)
         ax.set_ylim(-0.9, 8.9)
