@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 
 from eaviz.viz.segmentation import (
@@ -14,6 +15,10 @@ from eaviz.viz.segmentation import (
 )
 
 CLASSES = ["background", "aeroplane", "bicycle", "bird"]
+
+
+def bar_containers(ax) -> list[BarContainer]:
+    return [c for c in ax.containers if isinstance(c, BarContainer)]
 
 
 def test_voc_palette_matches_the_development_kit():
@@ -64,7 +69,7 @@ def test_class_iou_bars_show_the_mean_and_sd_over_seeds():
     iou = {"external": torch.tensor([[0.9, 0.2, 0.5, 0.1], [0.7, 0.4, 0.5, float("nan")]]), "none": torch.rand(3, 4)}
     fig = plot_class_iou(iou, CLASSES, rare=[1])
     ax = fig.axes[0]
-    bars = ax.containers[0]
+    bars = bar_containers(ax)[0]
     np.testing.assert_allclose([b.get_height() for b in bars], [0.8, 0.3, 0.5, 0.1])
     sd = bars.errorbar.lines[2][0].get_segments()
     np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in sd], [2 * 0.1414214, 2 * 0.1414214, 0, 0], atol=1e-6)
@@ -72,7 +77,7 @@ def test_class_iou_bars_show_the_mean_and_sd_over_seeds():
 
 def test_barely_seen_classes_are_hatched_and_named_in_the_legend():
     fig = plot_class_iou({"external": torch.rand(2, 4)}, CLASSES, rare=[1, 2])
-    bars = fig.axes[0].containers[0]
+    bars = bar_containers(fig.axes[0])[0]
     assert [b.get_hatch() for b in bars] == [None, "//", "//", None]
     assert "barely seen in training" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
 
