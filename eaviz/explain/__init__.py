@@ -17,9 +17,16 @@ Whether any map -- attention or attribution -- is *faithful* to the model is mea
 deletion and insertion curves of Petsiuk et al. (RISE, 2018): remove the most important
 pixels first and watch the class probability fall (a low area under the curve is good), or
 insert them into a blurred image and watch it rise (a high area is good).
+:func:`auc_differences` compares any map with random maps on the same images, with
+bootstrap intervals; :func:`centre_prior` is the baseline every map should beat.
+
+External attention itself is class-agnostic. :func:`unit_grad_cam` weights the memory units
+by the gradient of the class logit (Grad-CAM over units) and :func:`value_norm_map` measures
+what the memory writes at each position, ``|| alpha @ M_v ||``.
 """
 
 from eaviz.explain.attribution import METHODS, Target, attribute
+from eaviz.explain.classaware import centre_prior, unit_grad_cam, value_memory, value_norm_map
 from eaviz.explain.faithfulness import (
     BASELINES,
     MODES,
@@ -31,19 +38,28 @@ from eaviz.explain.faithfulness import (
     gaussian_blur,
 )
 from eaviz.explain.figures import plot_explanations, plot_faithfulness
+from eaviz.explain.paired import AucDifference, AucTable, auc_differences, bootstrap_interval
 
 __all__ = [
+    "AucDifference",
+    "AucTable",
     "BASELINES",
     "METHODS",
     "MODES",
     "Curve",
     "Target",
     "attribute",
+    "auc_differences",
+    "bootstrap_interval",
     "baseline_images",
+    "centre_prior",
     "deletion_curve",
     "faithfulness_curves",
     "faithfulness_table",
     "gaussian_blur",
     "plot_explanations",
     "plot_faithfulness",
+    "unit_grad_cam",
+    "value_memory",
+    "value_norm_map",
 ]

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from matplotlib.axes import Axes
+from matplotlib.colors import Colormap
 
 
 def image_to_numpy(image: torch.Tensor) -> np.ndarray:
@@ -30,7 +31,7 @@ def overlay(
     image: torch.Tensor,
     heat: torch.Tensor | np.ndarray | None = None,
     *,
-    cmap: str = "inferno",
+    cmap: str | Colormap = "inferno",
     alpha: float = 0.6,
     vmin: float | None = None,
     vmax: float | None = None,
@@ -40,7 +41,8 @@ def overlay(
 ) -> np.ndarray | None:
     """Lay ``heat`` (h, w) over ``image`` (3, H, W) in [0, 1]: on ``ax``, or as an RGB array.
 
-    The map is coloured with ``cmap`` on [vmin, vmax] (default: its own min and max) with
+    The map is coloured with ``cmap`` (a name or a Colormap, e.g. the VOC palette of
+    :mod:`eaviz.viz.segmentation`) on [vmin, vmax] (default: its own min and max) with
     weight ``alpha``: ``(1 - alpha) * image + alpha * colour``. ``gray`` lays it over a grey
     copy of the image; ``heat=None`` gives the image alone.
 
@@ -69,7 +71,8 @@ def overlay(
     if heat is None:
         return picture
     values = _resize(heat[None], size)[0].numpy()
-    colours = matplotlib.colormaps[cmap](((values - low) / (high - low)).clip(0, 1))[..., :3]
+    colormap = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
+    colours = colormap(((values - low) / (high - low)).clip(0, 1))[..., :3]
     return ((1 - alpha) * picture + alpha * colours).clip(0, 1)
 
 

@@ -89,11 +89,15 @@ def _grid_of(model: nn.Module, x: torch.Tensor) -> tuple[int, int] | None:
 
 
 @contextmanager
-def record_attention(model: nn.Module, layers: Iterable[str] | None = None) -> Iterator[AttentionRecord]:
-    """Capture the (detached) attention map of each attention layer while the block runs.
+def record_attention(
+    model: nn.Module, layers: Iterable[str] | None = None, *, detach: bool = True
+) -> Iterator[AttentionRecord]:
+    """Capture the attention map of each attention layer while the block runs.
 
     ``layers`` restricts recording to some names of :func:`mixer_names` (default: all).
-    A layer called several times keeps the map of its last call.
+    A layer called several times keeps the map of its last call. ``detach=False`` keeps the
+    maps in the autograd graph, so a gradient can be taken with respect to them
+    (:func:`eaviz.explain.unit_grad_cam` does).
     """
     modules = attention_modules(model)
     if layers is not None:
@@ -110,7 +114,7 @@ def record_attention(model: nn.Module, layers: Iterable[str] | None = None) -> I
         def forward(x: torch.Tensor, return_attn: bool = False):
             y, attn = original(x, return_attn=True)
             if attn is not None:
-                record[name] = attn.detach()
+                record[name] = attn.detach() if detach else attn
                 record.grids[name] = _grid_of(model, x)
             return (y, attn) if return_attn else y
 

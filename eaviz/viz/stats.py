@@ -303,3 +303,44 @@ def plot_entropy_by_norm(result: Mapping[str, AttentionEntropy], *, bins: int = 
         ax.legend(fontsize=8)
     left.set_ylabel("density")
     return fig
+
+
+def class_selectivity(mass: torch.Tensor) -> torch.Tensor:
+    """Class selectivity of each memory unit (Morcos et al., 2018): mass (S, C) -> (S,) in [0, 1].
+
+    ``(m_max - m_rest) / (m_max + m_rest)``, with ``m_max`` the unit's mass on its preferred
+    class and ``m_rest`` its mean mass on the other classes (classes with NaN mass left out):
+    0 when a unit serves every class alike, 1 when it serves one class only. Finite data give
+    even random units some selectivity, so compare with an untrained copy of the model.
+    """
+    mass = check_float_tensor(mass, "mass").detach().cpu().double()
+    if mass.ndim != 2 or mass.shape[1] < 2:
+        raise ValueError(f"expected mass of shape (S, C) with C >= 2 classes, got {tuple(mass.shape)}")
+    present = ~mass.isnan().all(dim=0)
+    mass = mass[:, present]
+    if mass.shape[1] < 2:
+        raise ValueError("expected mass for at least 2 classes that occur in the data, got fewer")
+    best = mass.max(dim=1).values
+    rest = (mass.sum(dim=1) - best) / (mass.shape[1] - 1)
+    return ((best - rest) / (best + rest).clamp_min(1e-12)).float()
+
+
+def plot_class_selectivity(selectivity: Mapping[str, torch.Tensor], *, title: str | None = None) -> Figure:
+    """Each model's units sorted by class selectivity, one line per model (e.g. untrained, one epoch, trained).
+
+    selectivity: {name: (S,)} from :func:`class_selectivity`; the legend gives each median.
+    """
+    if not isinstance(selectivity, Mapping) or not selectivity:
+        raise TypeError("expected selectivity as a non-empty dict name -> (S,) tensor, e.g. {'trained': values}")
+    fig = Figure(figsize=(5.5, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for name, values in selectivity.items():
+        values = check_float_tensor(values, f"selectivity[{name!r}]").detach().cpu().flatten()
+        ranked = values.sort(descending=True).values.numpy()
+        ax.plot(np.arange(1, len(ranked) + 1), ranked, marker=".", label=f"{name} (median {values.median():.2f})")
+    ax.set_xlabel("memory unit, most selective first")
+    ax.set_ylabel("class selectivity")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "how much each memory unit prefers one class", fontsize=10)
+    return fig

@@ -11,6 +11,9 @@ import io
 import matplotlib
 import numpy as np
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from eaviz.viz.overlay import overlay, to_uint8
@@ -26,12 +29,22 @@ def check_cmap(cmap: str) -> str:
 
 
 def draw_panel(
-    image: torch.Tensor, heat: torch.Tensor | None = None, *, height: int, cmap: str = "inferno", alpha: float = 0.6
+    image: torch.Tensor,
+    heat: torch.Tensor | None = None,
+    *,
+    height: int,
+    cmap: str = "inferno",
+    alpha: float = 0.6,
+    vmin: float | None = None,
+    vmax: float | None = None,
 ) -> np.ndarray:
-    """image (3, H, W) in [0, 1] with ``heat`` (H, W) over it -> uint8 (height, W', 3), aspect ratio kept."""
+    """image (3, H, W) in [0, 1] with ``heat`` (H, W) over it -> uint8 (height, W', 3), aspect ratio kept.
+
+    ``vmin``/``vmax``: the colour scale (default: the map's own min and max).
+    """
     rows, cols = image.shape[-2:]
     size = (height, max(1, round(height * cols / rows)))
-    return to_uint8(overlay(image, heat, cmap=cmap, alpha=alpha, size=size))
+    return to_uint8(overlay(image, heat, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax, size=size))
 
 
 def outline(panel: np.ndarray, cell: tuple[int, int], grid: tuple[int, int], colour=(0, 255, 255)) -> np.ndarray:
@@ -46,18 +59,24 @@ def outline(panel: np.ndarray, cell: tuple[int, int], grid: tuple[int, int], col
     return np.asarray(picture)
 
 
-def strip(panels: list[np.ndarray], caption: str | None = None, gap: int = 2) -> Image.Image:
-    """Panels side by side on white, with an optional caption line above them."""
+def strip(
+    panels: list[np.ndarray], caption: str | None = None, gap: int = 2, labels: list[str] | None = None
+) -> Image.Image:
+    """Panels side by side on white, with an optional caption line above them and a label under each."""
     rows = panels[0].shape[0]
     width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
     top = CAPTION_PX if caption else 0
-    canvas = Image.new("RGB", (width, rows + top), "white")
+    bottom = CAPTION_PX if labels else 0
+    canvas = Image.new("RGB", (width, top + rows + bottom), "white")
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
     x = 0
-    for panel in panels:
+    for k, panel in enumerate(panels):
         canvas.paste(Image.fromarray(panel), (x, top))
+        if labels:
+            draw.text((x + 2, top + rows + 1), labels[k], fill="black", font=font)
         x += panel.shape[1] + gap
     if caption:
-        ImageDraw.Draw(canvas).text((2, 1), caption, fill="black", font=ImageFont.load_default())
+        draw.text((2, 1), caption, fill="black", font=font)
     return canvas
 
 
@@ -68,4 +87,16 @@ def png(picture: Image.Image, *, small: bool) -> bytes:
         picture.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
     else:
         picture.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def colourbar_png(cmap: str, vmin: float, vmax: float, *, height: int, label: str) -> bytes:
+    """A vertical colour bar for the scale [vmin, vmax] of ``cmap``, about ``height`` pixels high, as PNG bytes."""
+    fig = Figure(figsize=(1.1, max(height, 96) / 100), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap), cax=ax)
+    ax.set_ylabel(label, fontsize=7)
+    ax.tick_params(labelsize=7)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -1,0 +1,145 @@
+"""Is a map more faithful than chance? Paired AUC differences against random maps, with intervals.
+
+Deletion and insertion AUCs vary a lot from image to image, so two methods are compared on
+the same images: for image ``i``, ``d_i = AUC(map_i) - AUC(random_i)``. The table gives the
+mean of ``d`` and a percentile-bootstrap interval over images (seeded). A deletion
+difference below 0 or an insertion difference above 0, with an interval that excludes 0,
+says the map beats chance on these images, and nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from eaviz._checks import check_positive_int
+from eaviz.explain.attribution import Target, frozen_eval, target_classes
+from eaviz.explain.faithfulness import MODES, deletion_curve
+from eaviz.viz.record import model_device
+
+
+@dataclass(frozen=True)
+class AucDifference:
+    """One row: ``method``'s mean AUC minus the random maps' over ``images`` paired images.
+
+    ``low``/``high``: the bootstrap interval of ``difference`` at ``level``; ``auc`` and
+    ``random_auc``: the two means it is the difference of.
+    """
+
+    method: str
+    mode: str
+    difference: float
+    low: float
+    high: float
+    auc: float
+    random_auc: float
+    images: int
+    level: float
+
+    @property
+    def better_than_random(self) -> bool:
+        """The whole interval is on the good side of 0 (below for deletion, above for insertion)."""
+        return self.high < 0 if self.mode == "deletion" else self.low > 0
+
+
+class AucTable(list):
+    """A list of :class:`AucDifference` rows that prints (and renders in Jupyter) as a table."""
+
+    HEADER = ("method", "mode", "AUC", "random", "difference", "interval", "beats random")
+
+    def rows(self) -> list[tuple[str, ...]]:
+        return [
+            (
+                row.method,
+                row.mode,
+                f"{row.auc:.3f}",
+                f"{row.random_auc:.3f}",
+                f"{row.difference:+.3f}",
+                f"[{row.low:+.3f}, {row.high:+.3f}]",
+                "yes" if row.better_than_random else "no",
+            )
+            for row in self
+        ]
+
+    def __str__(self) -> str:
+        lines = [self.HEADER, *self.rows()]
+        widths = [max(len(line[k]) for line in lines) for k in range(len(self.HEADER))]
+        return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in lines)
+
+    __repr__ = __str__
+
+    def _repr_markdown_(self) -> str:
+        lines = [self.HEADER, tuple("---" for _ in self.HEADER), *self.rows()]
+        return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def bootstrap_interval(
+    values: torch.Tensor, *, level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean of ``values`` (n,): resample n values with replacement."""
+    generator = torch.Generator().manual_seed(seed)
+    values = values.detach().double().cpu()
+    picks = torch.randint(0, len(values), (resamples, len(values)), generator=generator)
+    means = values[picks].mean(dim=1)
+    low, high = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=means.dtype))
+    return float(low), float(high)
+
+
+def auc_differences(
+    model: nn.Module,
+    images: torch.Tensor,
+    maps_by_method: Mapping[str, torch.Tensor],
+    target: Target = None,
+    *,
+    steps: int = 32,
+    baseline: str = "blur",
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> AucTable:
+    """Deletion and insertion AUC of each map minus that of random maps, paired per image, with intervals.
+
+    images: (B, 3, H, W) in [0, 1]; maps_by_method: {name: (B, h, w)} (any resolution that
+    :func:`~eaviz.explain.deletion_curve` takes). Each map is compared with uniform random
+    maps of its own shape (drawn from ``seed``), so both move pixels in blocks of the same
+    size. ``target``: the class scored (default: the prediction on the clean images, the same
+    for every method). Returns one row per method and mode, in the order given.
+    """
+    check_positive_int(resamples, "resamples")
+    if not 0 < level < 1:
+        raise ValueError(f"expected level in (0, 1), e.g. 0.95, got {level}")
+    if not maps_by_method:
+        raise ValueError("expected at least one map in maps_by_method, got none")
+    if len(images) < 2:
+        raise ValueError(f"expected at least 2 images to pair, got {len(images)}")
+    with frozen_eval(model):
+        target = target_classes(model, images.to(model_device(model)), target).cpu()
+    curve = {"steps": steps, "baseline": baseline}
+    random_auc: dict[tuple[tuple[int, ...], str], torch.Tensor] = {}
+    table = AucTable()
+    for name, maps in maps_by_method.items():
+        shape = tuple(maps.shape)
+        for mode in MODES:
+            if (shape, mode) not in random_auc:
+                noise = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+                random_auc[shape, mode] = deletion_curve(model, images, noise, target, mode=mode, **curve).auc.cpu()
+            auc = deletion_curve(model, images, maps, target, mode=mode, **curve).auc.cpu()
+            chance = random_auc[shape, mode]
+            low, high = bootstrap_interval(auc - chance, level=level, resamples=resamples, seed=seed)
+            table.append(
+                AucDifference(
+                    name,
+                    mode,
+                    float((auc - chance).mean()),
+                    low,
+                    high,
+                    float(auc.mean()),
+                    float(chance.mean()),
+                    len(auc),
+                    level,
+                )
+            )
+    return table
