@@ -175,15 +175,33 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def class_weights(data: FeatureSet, power: float = 0.5) -> torch.Tensor:
+    """(K,) loss weights ``(pixels_c / pixels) ** -power``, scaled to mean 1 over the present classes.
+
+    Rare classes weigh more; absent classes get weight 0. ``power=0`` gives plain cross-entropy.
+    """
+    counts = torch.bincount(data.targets.flatten().long(), minlength=VOID + 1)[: len(data.classes)].double()
+    present = counts > 0
+    weights = torch.zeros_like(counts)
+    weights[present] = (counts[present] / counts.sum()) ** -power
+    return (weights / weights[present].mean()).float()
+
+
 def train_head(
-    model: Segmenter, train_set: FeatureSet, val_set: FeatureSet | None, config: TrainConfig, *, progress: bool = True
+    model: Segmenter,
+    train_set: FeatureSet,
+    val_set: FeatureSet | None,
+    config: TrainConfig,
+    *,
+    weights: torch.Tensor | None = None,
+    progress: bool = True,
 ) -> History:
     """Train the head of ``model`` (its backbone frozen) on cached features; AdamW, warm-up and cosine decay.
 
     Uses ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``warmup_epochs``, ``seed`` and
     ``device`` of ``config``. The loss compares logits upsampled to half the label resolution
     with every second label (``LOSS_STRIDE``). Returns one row of metrics per epoch, like
-    :func:`eaviz.train.train`.
+    :func:`eaviz.train.train`. ``weights``: (num_classes,) loss weights, e.g. :func:`class_weights`.
     """
     if config.optimizer != "adamw" or config.schedule != "cosine":
         raise ValueError(
@@ -194,6 +212,7 @@ def train_head(
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = model.to(device)
+    weights = None if weights is None else weights.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         [
@@ -214,7 +233,8 @@ def train_head(
         batches = _batches(train_set, config.batch_size, generator, device)
         for features, targets in tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}", disable=not progress):
             targets = targets[:, ::LOSS_STRIDE, ::LOSS_STRIDE]
-            loss = F.cross_entropy(model.head(features, targets.shape[-2:]), targets, ignore_index=VOID)
+            logits = model.head(features, targets.shape[-2:])
+            loss = F.cross_entropy(logits, targets, weight=weights, ignore_index=VOID)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

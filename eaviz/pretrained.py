@@ -30,7 +30,7 @@ from eaviz.train import TrainConfig, load_checkpoint, save_checkpoint, train
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 TASKS = {"classifier": "classification", "segmenter": "segmentation"}
-VOC_EPOCHS = 5
+VOC_EPOCHS = 15
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Recipe:
     train: TrainConfig
     data_size: int | None = None  # VOC: images are resized and cropped to this size
     cached: bool = False  # frozen backbone: train the head on features cached once (eaviz.feature_cache)
+    class_weight_power: float = 0.0  # cached recipes: loss weight of class c is (its pixel share) ** -power
 
 
 def _cifar(mixer: str) -> Recipe:
@@ -67,6 +68,7 @@ def _voc(head: str) -> Recipe:
         ),
         data_size=160,
         cached=True,
+        class_weight_power=0.5,
     )
 
 
@@ -195,7 +197,7 @@ def train_cached_recipe(
     """
     from eaviz.data import load_dataset
     from eaviz.data.voc import VOC_COMMON_CLASSES, eval_split
-    from eaviz.feature_cache import cached_features, train_head
+    from eaviz.feature_cache import cached_features, class_weights, train_head
 
     recipe = RECIPES[name]
     config = replace(recipe.train, seed=recipe.train.seed if seed is None else seed)
@@ -210,7 +212,8 @@ def train_cached_recipe(
     val_features = cached_features(model, val_set, cache_dir=cache_dir)
     cache_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    history = train_head(model, train_features, val_features, config)
+    weights = class_weights(train_features, recipe.class_weight_power) if recipe.class_weight_power else None
+    history = train_head(model, train_features, val_features, config, weights=weights)
     seconds = time.perf_counter() - started
     metrics = dict(history.last["val_metrics"])
     common = [c for c in VOC_COMMON_CLASSES if c in metrics["iou"]]
@@ -237,6 +240,8 @@ def train_cached_recipe(
             "and only the head was trained"
         ),
         "augmentation": "none: every epoch sees the cached features of the same training images",
+        "loss": f"cross-entropy, class c weighted by (its share of the training pixels) ** -{recipe.class_weight_power}, "
+        "scaled to mean 1: rare classes weigh more",
         "parameters": sum(p.numel() for p in model.parameters()),
         "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "epochs": config.epochs,

@@ -7,7 +7,7 @@ import torch
 
 from eaviz import pretrained
 from eaviz.data.synthetic import load_shapes_segmentation
-from eaviz.feature_cache import cached_features, evaluate_head, train_head
+from eaviz.feature_cache import FeatureSet, cached_features, class_weights, evaluate_head, train_head
 from eaviz.models import Segmenter, SegmenterConfig
 from eaviz.train import TrainConfig, evaluate
 
@@ -93,3 +93,12 @@ def test_cached_recipe_trains_a_head_and_ships_only_the_head(voc_root, tmp_path,
     assert not any(k.startswith("backbone.") for k in stored["head"])
     model, loaded_card = pretrained.load_pretrained("voc-external")
     assert loaded_card["name"] == "voc-external" and not model.training
+
+
+def test_class_weights_favour_rare_classes_give_absent_ones_zero_and_ignore_void():
+    targets = torch.tensor([[[0, 0, 0, 0, 0, 0, 0, 0, 0], [1, 255, 255, 0, 0, 0, 0, 0, 0]]], dtype=torch.uint8)
+    data = FeatureSet(torch.zeros(1, 1, 1, 1), targets, ["background", "cat", "dog"])
+    weights = class_weights(data)  # pixel shares 15/16 and 1/16, void not counted
+    expected = torch.tensor([(15 / 16) ** -0.5, 4.0])
+    assert weights[2] == 0 and torch.allclose(weights[:2], expected / expected.mean())
+    assert torch.equal(class_weights(data, power=0.0)[:2], torch.ones(2))
