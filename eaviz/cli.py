@@ -110,7 +110,7 @@ def _add_train_parser(subparsers) -> None:
     model.add_argument(
         "--backbone",
         choices=BACKBONES,
-        help=f"segmenter backbone (default: {VOC_BACKBONE} with its ImageNet weights for voc, {s['backbone']} otherwise)",
+        help=f"segmenter backbone (default: {VOC_BACKBONE}, pretrained and frozen, for voc; {s['backbone']} otherwise)",
     )
     model.add_argument(
         "--pretrained-backbone",

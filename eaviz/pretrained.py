@@ -240,8 +240,8 @@ def train_cached_recipe(
             "and only the head was trained"
         ),
         "augmentation": "none: every epoch sees the cached features of the same training images",
-        "loss": f"cross-entropy, class c weighted by (its share of the training pixels) ** -{recipe.class_weight_power}, "
-        "scaled to mean 1: rare classes weigh more",
+        "loss": "cross-entropy, class c weighted by (its share of the training pixels) ** "
+        f"-{recipe.class_weight_power}, scaled to mean 1: rare classes weigh more",
         "parameters": sum(p.numel() for p in model.parameters()),
         "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "epochs": config.epochs,

@@ -58,7 +58,8 @@ def test_loading_a_checkpoint_of_the_wrong_task_says_which_task_it_holds(tmp_pat
     shutil.copy(CHECKPOINTS / "cifar10-external.pt", tmp_path / "voc-external.pt")
     shutil.copy(CHECKPOINTS / "voc-external.json", tmp_path / "voc-external.json")
     monkeypatch.setattr(pretrained, "CHECKPOINTS", tmp_path)
-    with pytest.raises(ValueError, match=r"holds a classifier \(classification\), but 'voc-external' is a segmentation"):
+    expected = r"holds a classifier \(classification\), but 'voc-external' is a segmentation"
+    with pytest.raises(ValueError, match=expected):
         load_pretrained("voc-external")
 
 

@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -61,9 +62,10 @@ def test_map_in_order_rejects_a_file_whose_shapes_do_not_fit():
 def test_mapped_weights_recognise_a_real_cat_and_dog_among_imagenets_top5(image_id, classes):
     # 281-285 are ImageNet's domestic cats, 151-268 its dogs.
     image = Image.open(REAL_VOC / "JPEGImages" / f"{image_id}.jpg").convert("RGB").resize((224, 224))
-    x = torch.from_numpy(__import__("numpy").asarray(image).copy()).permute(2, 0, 1)[None].float() / 255
+    x = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255
+    mean, std = torch.tensor(LITE0_MEAN)[:, None, None], torch.tensor(LITE0_STD)[:, None, None]
     with torch.no_grad():
-        logits = imagenet_lite0()((x - torch.tensor(LITE0_MEAN)[:, None, None]) / torch.tensor(LITE0_STD)[:, None, None])
+        logits = imagenet_lite0()((x - mean) / std)
     assert set(logits.topk(5).indices[0].tolist()) & set(classes)
 
 
