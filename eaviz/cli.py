@@ -42,7 +42,7 @@ from eaviz.card import make_card, write_card
 from eaviz.data import DATASETS, ImageDataset, load_dataset
 from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
 from eaviz.models.classifier import STEMS
-from eaviz.models.segmenter import BACKBONES, HEADS
+from eaviz.models.segmenter import BACKBONES, HEADS, voc_config
 from eaviz.pretrained import RECIPES, available, checkpoints_dir, load_card, train_recipe
 from eaviz.train import OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, evaluate, load_checkpoint, train
 
@@ -337,6 +337,8 @@ def model_overrides(task: str, args: argparse.Namespace) -> dict:
 
 def model_config(task: str, overrides: dict, train_set: ImageDataset) -> ClassifierConfig | SegmenterConfig:
     """The model for ``task``: classes (and image size) from the data, the rest from the flags."""
+    if task == "voc" and "backbone" not in overrides:
+        return voc_config(overrides.pop("head", "external"), num_classes=train_set.num_classes, **overrides)
     if task in SEGMENTATION_TASKS:
         return SegmenterConfig(num_classes=train_set.num_classes, **overrides)
     return ClassifierConfig(num_classes=train_set.num_classes, image_size=train_set.images.shape[-1], **overrides)

