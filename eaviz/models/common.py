@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from eaviz._checks import check_images
+from eaviz._checks import check_feature_map, check_float_tensor, check_images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -17,6 +17,10 @@ class Normalize(nn.Module):
     """Images in [0, 1] -> standardised images, so callers can feed raw pixels.
 
     images: (B, 3, H, W) -> (B, 3, H, W).
+    Shape and dtype are checked on every call (free: no data is read). The value range is
+    checked only in eval mode, where users feed their own images: reading the values
+    forces a host sync, which a training step on a GPU must not pay for (its batches come
+    from :class:`~eaviz.data.BatchLoader`, in [0, 1] by construction).
     """
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
@@ -25,7 +29,11 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        check_images(images)
+        if self.training:
+            check_feature_map(images, self.mean.shape[1], "images")
+            check_float_tensor(images, "images")
+        else:
+            check_images(images)
         return (images - self.mean) / self.std
 
 

@@ -1,0 +1,523 @@
+"""The fast CIFAR-10 recipe for :class:`~eaviz.models.FastClassifier`, after airbench94.
+
+    init_whitening(model, 5,000 training images)
+    for epoch in range(epochs):
+        for images, labels in batches:               # translate by 2 px, alternating flip
+            loss = label_smoothed_cross_entropy(model(images), labels).sum()
+            loss.backward(); sgd_nesterov.step()     # triangle lr; BN biases at 64x the lr
+            every 5 steps: lookahead(model)          # pull the weights toward a slow average
+        evaluate(), save a checkpoint
+
+The learning rate and weight decay are given per 1,024 summed examples and divided by the
+step size momentum amounts to, as airbench does, so that changing momentum or batch size
+does not change how far a step goes. ``python -m eaviz.fast_recipe train|compare`` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import resource
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+from eaviz import __version__
+from eaviz._io import atomic_write_text
+from eaviz.data.dataset import ImageDataset
+from eaviz.data.loader import FLIPS, BatchLoader
+from eaviz.models.fast_classifier import FastClassifier, FastClassifierConfig, init_whitening
+from eaviz.profile import describe_device, resolve_device, seed_everything
+from eaviz.train import History, evaluate, save_checkpoint
+
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+LOOKAHEAD_EVERY = 5
+
+
+@dataclass
+class FastRecipeConfig:
+    """Training settings of the fast recipe; a checkpoint stores them next to the model's config."""
+
+    epochs: int = 10
+    batch_size: int = 1024
+    lr: float = 11.5  # per 1,024 examples of summed loss
+    momentum: float = 0.85
+    weight_decay: float = 0.0153  # per 1,024 examples, decoupled from the learning rate
+    bias_scaler: float = 64.0  # the BN biases learn this much faster (weight decay unchanged)
+    label_smoothing: float = 0.2
+    whiten_bias_fraction: float = 0.3  # the whitening conv's bias learns for this part of the run, then freezes
+    whiten_images: int = 5000
+    translate: int = 2
+    flip: str = "alternating"
+    lookahead: bool = True
+    train_limit: int | None = None  # train on this many images (spread over the set), for short comparisons
+    time_budget_s: float | None = None  # schedule over this many seconds of training instead of ``epochs``
+    amp: bool = True  # bf16 autocast on CUDA; the CPU stays in fp32 (its bf16 is much slower)
+    channels_last: bool = True
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"expected epochs >= 1 and batch_size >= 1, got {self.epochs} and {self.batch_size}")
+        if self.flip not in FLIPS:
+            raise ValueError(f"expected flip to be one of {FLIPS}, got {self.flip!r}")
+
+
+def triangle(progress: float, start: float = 0.2, peak: float = 0.23, end: float = 0.07) -> float:
+    """Learning-rate factor at ``progress`` in [0, 1]: linear from ``start`` to 1 at ``peak``, then to ``end``."""
+    if progress < peak:
+        return start + (1 - start) * progress / peak
+    return 1 + (end - 1) * min(1.0, (progress - peak) / (1 - peak))
+
+
+def make_optimizer(model: FastClassifier, config: FastRecipeConfig) -> torch.optim.SGD:
+    """Nesterov SGD with airbench's scaling: a summed loss and ``lr`` per 1,024 examples.
+
+    PyTorch's SGD multiplies weight decay by the learning rate, so each group's decay is
+    divided by its rate: every parameter then decays by the same amount per step.
+    """
+    kilostep = 1024 * (1 + 1 / (1 - config.momentum))
+    lr = config.lr / kilostep
+    decay = config.weight_decay * config.batch_size / kilostep
+    lr_bias = lr * config.bias_scaler
+    groups = model.parameter_groups()
+    return torch.optim.SGD(
+        [
+            {"params": groups["norm_biases"], "lr": lr_bias, "weight_decay": decay / lr_bias, "base_lr": lr_bias},
+            {"params": groups["other"], "lr": lr, "weight_decay": decay / lr, "base_lr": lr},
+        ],
+        momentum=config.momentum,
+        nesterov=True,
+    )
+
+
+class Lookahead:
+    """A slow copy of the weights (and BN statistics): ``slow += (1 - decay) (fast - slow); fast = slow``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, decay: float) -> None:
+        state = model.state_dict()
+        for key, slow in self.slow.items():
+            slow.lerp_(state[key], 1 - decay)
+            state[key].copy_(slow)
+
+
+def lookahead_decay(progress: float) -> float:
+    """How much of the slow weights a lookahead step keeps: grows as progress^3, up to 0.95^5."""
+    return 0.95**LOOKAHEAD_EVERY * progress**3
+
+
+@torch.no_grad()
+def predict_tta(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """airbench's test-time augmentation: mean logits over mirror x {no shift, +1 px, -1 px}.
+
+    images: (B, 3, 32, 32) -> logits (B, classes). Half the weight on the unshifted pair.
+    """
+
+    def mirrored(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (model(x) + model(x.flip(-1)))
+
+    padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
+    shifted = 0.5 * (mirrored(padded[..., :32, :32]) + mirrored(padded[..., 2:, 2:]))
+    return 0.5 * mirrored(images) + 0.5 * shifted
+
+
+@torch.no_grad()
+def tta_accuracy(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 500) -> float:
+    """Accuracy of :func:`predict_tta` on ``dataset`` (model in eval mode, on its own device)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for images, targets in BatchLoader(dataset, batch_size, device=device):
+        correct += (predict_tta(model, images).argmax(1) == targets).sum().item()
+    model.train(was_training)
+    return correct / len(dataset)
+
+
+def _spread(n: int, k: int) -> torch.Tensor:
+    return torch.linspace(0, n - 1, k).round().long()
+
+
+def train_fast(
+    model: FastClassifier,
+    train_set: ImageDataset,
+    val_set: ImageDataset | None,
+    config: FastRecipeConfig,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    progress_bar: bool = True,
+) -> History:
+    """Train ``model`` with the fast recipe, evaluating ``val_set`` after every epoch.
+
+    The schedule (learning rate, lookahead, when the whitening bias freezes) follows the
+    progress of the run: steps done out of ``epochs`` worth, or, with ``time_budget_s``,
+    seconds of training spent out of the budget (then ``epochs`` is only an upper bound and
+    the last epoch may end early). With ``out``, writes ``out/last.pt`` after every epoch;
+    ``resume`` continues from one.
+    """
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    if config.train_limit is not None and config.train_limit < len(train_set):
+        train_set = train_set.subset(_spread(len(train_set), config.train_limit))
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    picked = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed))
+    init_whitening(model, train_set.images[picked[: config.whiten_images]])
+    batches = BatchLoader(
+        train_set,
+        config.batch_size,
+        shuffle=True,
+        augment=True,
+        device=device,
+        seed=config.seed,
+        drop_last=True,
+        channels_last=config.channels_last,
+        translate=config.translate,
+        flip=config.flip,
+    )
+    if len(batches) == 0:
+        raise ValueError(f"expected at least one batch: {len(train_set)} images, batch_size {config.batch_size}")
+    optimizer = make_optimizer(model, config)
+    total = config.epochs * len(batches)
+    lookahead = Lookahead(model) if config.lookahead else None
+    history, step, start_epoch, spent = History(), 0, 0, 0.0
+    if resume is not None:
+        state = torch.load(resume, map_location=device, weights_only=True)
+        if state["train_config"] != asdict(config) or state["config"] != model.config.to_dict():
+            raise ValueError("resume needs the model and recipe configs the run started with")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if lookahead is not None:
+            lookahead.slow = state["lookahead"]
+        batches.generator.set_state(state["rng"]["loader"].cpu())
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        history, step, start_epoch = History(state["history"]), state["step"], state["epoch"]
+        spent = sum(row["seconds"] for row in history.epochs)
+        batches.epoch = start_epoch
+
+    def progress(started: float) -> float:
+        if config.time_budget_s is None:
+            return step / total
+        return min(1.0, (spent + time.perf_counter() - started) / config.time_budget_s)
+
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing, reduction="sum")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
+    done = False
+    for epoch in range(start_epoch, config.epochs):
+        if done:
+            break
+        model.train()
+        started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress_bar, leave=False)
+        for images, targets in bar:
+            now = progress(started)
+            model.whiten.bias.requires_grad_(now < config.whiten_bias_fraction)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * triangle(now)
+            with autocast:
+                loss = criterion(model(images).float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_sum += loss.detach()  # stays on the device: no sync per step
+            seen += len(images)
+            now = progress(started)
+            done = now >= 1.0
+            if lookahead is not None and (step % LOOKAHEAD_EVERY == 0 or done):
+                lookahead.update(model, 1.0 if done else lookahead_decay(now))
+            if done:
+                break
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+        spent += seconds
+        row = {
+            "epoch": epoch + 1,
+            "steps": step,
+            "train_loss": loss_sum.item() / seen,
+            "seconds": seconds,
+            "images_per_s": seen / seconds,
+        }
+        if val_set is not None:
+            metrics = evaluate(model, val_set, device=device, amp=config.amp)
+            row.update({f"val_{key}": value for key, value in metrics.items()})
+        history.epochs.append(row)
+        if progress_bar:
+            tqdm.write(f"epoch {epoch + 1}: {({k: round(v, 4) for k, v in row.items()})}")
+        if out is not None:
+            save_checkpoint(
+                Path(out) / "last.pt",
+                {
+                    "model": model.state_dict(),
+                    "lookahead": lookahead.slow if lookahead is not None else None,
+                    "optimizer": optimizer.state_dict(),
+                    "rng": {"loader": batches.generator.get_state(), "torch": torch.get_rng_state()},
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "history": history.epochs,
+                    "config": model.config.to_dict(),
+                    "train_config": asdict(config),
+                    "dataset": train_set.name,
+                    "eaviz_version": __version__,
+                },
+            )
+    return history
+
+
+def count_flops(model: nn.Module) -> int:
+    """Forward FLOPs for one 32x32 image (a multiply-add counts 2), by ``torch.utils.flop_counter``."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.rand(1, 3, 32, 32, device=device))
+    model.train(was_training)
+    return counter.get_total_flops()
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak memory of this process: CUDA's allocator peak, or the CPU's max resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def compact_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with weight matrices and kernels stored in fp16 (half the file).
+
+    ``load_state_dict`` copies them back into the fp32 parameters; biases and BN statistics
+    stay fp32, so that tiny variances keep their precision.
+    """
+    return {
+        k: (v.half() if v.is_floating_point() and v.ndim >= 2 else v).cpu() for k, v in model.state_dict().items()
+    }
+
+
+def run(
+    mixer: str,
+    config: FastRecipeConfig,
+    *,
+    root: str | Path | None = None,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    tta: bool = False,
+    progress: bool = True,
+) -> tuple[FastClassifier, dict]:
+    """Train one FastClassifier with ``mixer`` on CIFAR-10's 45,000/5,000 split; (model, summary)."""
+    from eaviz.data import load_dataset
+
+    train_set = load_dataset("cifar10", "train", root=root)
+    val_set = load_dataset("cifar10", "val", root=root)
+    seed_everything(config.seed)
+    model = FastClassifier(FastClassifierConfig(mixer=mixer))
+    device = resolve_device(config.device)
+    started = time.perf_counter()
+    history = train_fast(model, train_set, val_set, config, out=out, resume=resume, progress_bar=progress)
+    seconds = time.perf_counter() - started
+    model.eval()
+    summary = {
+        "mixer": mixer,
+        "seed": config.seed,
+        "val_accuracy": history.last["val_accuracy"],
+        "val_accuracy_tta": tta_accuracy(model, val_set) if tta else None,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "flops_per_image": count_flops(model),
+        "train_images": config.train_limit or len(train_set),
+        "steps": history.last["steps"],
+        "images_seen": history.last["steps"] * config.batch_size,
+        "images_per_s": sum(r["seconds"] * r["images_per_s"] for r in history.epochs)
+        / sum(r["seconds"] for r in history.epochs),
+        "wall_seconds": seconds,
+        "peak_memory_mib": peak_memory_mib(device),
+        "device": describe_device(device),
+        "history": history.epochs,
+    }
+    return model, summary
+
+
+def ship(name: str, model: FastClassifier, config: FastRecipeConfig, summary: dict, command: str) -> dict:
+    """Write ``eaviz/checkpoints/{name}.pt`` (fp16 weights) and its card ``{name}.json``."""
+    card = {
+        "name": name,
+        "task": "classification",
+        "dataset": "cifar10",
+        "split": {"train": 45000, "val": 5000, "rule": "the last 500 images of each class are val (eaviz.data.cifar)"},
+        "model": model.config.to_dict(),
+        "train": asdict(config),
+        "recipe": "eaviz.fast_recipe (airbench94-style)",
+        "parameters": summary["parameters"],
+        "flops_per_image": summary["flops_per_image"],
+        "epochs": config.epochs,
+        "val_metrics": {"accuracy": summary["val_accuracy"], "loss": summary["history"][-1]["val_loss"]},
+        "val_accuracy_tta": summary["val_accuracy_tta"],
+        "history": summary["history"],
+        "train_seconds": round(summary["wall_seconds"], 1),
+        "images_per_s": round(summary["images_per_s"], 1),
+        "peak_memory_mib": round(summary["peak_memory_mib"], 1),
+        "device": summary["device"],
+        "seed": config.seed,
+        "date": datetime.date.today().isoformat(),
+        "command": command,
+        "eaviz_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    CHECKPOINTS.mkdir(exist_ok=True)
+    save_checkpoint(
+        CHECKPOINTS / f"{name}.pt",
+        {"model": compact_state(model), "config": model.config.to_dict(), "metrics": card["val_metrics"]},
+    )
+    atomic_write_text(json.dumps(card, indent=2) + "\n", CHECKPOINTS / f"{name}.json")
+    return card
+
+
+def compare(
+    mixers: list[str],
+    seeds: list[int],
+    config: FastRecipeConfig,
+    *,
+    root: str | Path | None = None,
+    ship_mixers: tuple[str, ...] = (),
+    command: str = "",
+) -> list[dict]:
+    """One short run per (mixer, seed), same recipe and budget; their summaries.
+
+    Runs go seed by seed (all mixers for seed 0, then seed 1, ...), so that a slow spell of
+    a shared machine does not fall on one mixer. The first seed's model of each mixer in
+    ``ship_mixers`` is shipped as ``cifar10-{mixer}``.
+    """
+    rows = []
+    for seed in seeds:
+        for mixer in mixers:
+            recipe = FastRecipeConfig(**{**asdict(config), "seed": seed})
+            model, summary = run(mixer, recipe, root=root, progress=False)
+            rows.append(summary)
+            print(f"{mixer} seed {seed}: {summary['val_accuracy']:.4f} in {summary['wall_seconds']:.0f} s", flush=True)
+            if mixer in ship_mixers and seed == seeds[0]:
+                ship(f"cifar10-{mixer}", model, recipe, summary, command)
+    return rows
+
+
+def comparison_table(rows: list[dict]) -> list[dict]:
+    """Mean and sample sd of validation accuracy per mixer, beside parameters, FLOPs and images/s."""
+    table = []
+    for mixer in dict.fromkeys(r["mixer"] for r in rows):  # first-seen order
+        mine = [r for r in rows if r["mixer"] == mixer]
+        accuracies = [r["val_accuracy"] for r in mine]
+        table.append(
+            {
+                "mixer": mixer,
+                "seeds": [r["seed"] for r in mine],
+                "val_accuracy_mean": statistics.mean(accuracies),
+                "val_accuracy_sd": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+                "val_accuracies": accuracies,
+                "parameters": mine[0]["parameters"],
+                "flops_per_image": mine[0]["flops_per_image"],
+                "images_per_s": statistics.mean(r["images_per_s"] for r in mine),
+                "images_seen_mean": statistics.mean(r["images_seen"] for r in mine),
+                "wall_seconds_mean": statistics.mean(r["wall_seconds"] for r in mine),
+            }
+        )
+    return table
+
+
+def markdown_table(table: list[dict]) -> str:
+    lines = [
+        "| mixer | val accuracy (mean ± sd) | seeds | parameters | MFLOPs / image | train images/s | images seen |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in table:
+        lines.append(
+            f"| `{row['mixer']}` | {100 * row['val_accuracy_mean']:.2f} ± {100 * row['val_accuracy_sd']:.2f} % "
+            f"| {len(row['seeds'])} | {row['parameters']:,} | {row['flops_per_image'] / 1e6:.1f} "
+            f"| {row['images_per_s']:.0f} | {row['images_seen_mean']:,.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _recipe_args(parser: argparse.ArgumentParser) -> None:
+    defaults = FastRecipeConfig()
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"(default: {defaults.epochs})")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS", help="schedule over this much training time")
+    parser.add_argument("--train-limit", type=int, help="train on this many images, spread over the 45,000")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-root", metavar="DIR", help="folder that holds cifar10-train (default: $EAVIZ_DATA)")
+
+
+def _config(args: argparse.Namespace, seed: int) -> FastRecipeConfig:
+    return FastRecipeConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        time_budget_s=args.time_budget,
+        train_limit=args.train_limit,
+        device=args.device,
+        seed=seed,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eaviz.fast_recipe", description=__doc__.splitlines()[0])
+    actions = parser.add_subparsers(dest="action", required=True)
+    one = actions.add_parser("train", help="train one model; --ship NAME writes it into eaviz/checkpoints")
+    one.add_argument("--mixer", default="external")
+    one.add_argument("--seed", type=int, default=0)
+    one.add_argument("--out", metavar="DIR", help="folder for last.pt (checkpoint after every epoch)")
+    one.add_argument("--resume", metavar="FILE", help="continue from a last.pt")
+    one.add_argument("--tta", action="store_true", help="also report accuracy with test-time augmentation")
+    one.add_argument("--ship", metavar="NAME", help="write eaviz/checkpoints/NAME.pt and its card")
+    _recipe_args(one)
+    many = actions.add_parser("compare", help="short runs of several mixers and seeds -> JSON + Markdown")
+    many.add_argument("--mixers", nargs="+", default=["external", "multihead_external", "self", "none"])
+    many.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    many.add_argument("--json", required=True, metavar="FILE", help="where to write the results (.json; .md beside)")
+    many.add_argument("--ship", nargs="*", default=[], metavar="MIXER", help="ship the first seed's model as cifar10-MIXER")
+    _recipe_args(many)
+    args = parser.parse_args(argv)
+    command = "python -m eaviz.fast_recipe " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.action == "train":
+        config = _config(args, args.seed)
+        model, summary = run(args.mixer, config, root=args.data_root, out=args.out, resume=args.resume, tta=args.tta)
+        shown = {k: v for k, v in summary.items() if k != "history"}
+        print(json.dumps(shown, indent=2))
+        if args.ship:
+            ship(args.ship, model, config, summary, command)
+        return 0
+    config = _config(args, 0)
+    rows = compare(args.mixers, args.seeds, config, root=args.data_root, ship_mixers=tuple(args.ship), command=command)
+    table = comparison_table(rows)
+    result = {
+        "command": command,
+        "recipe": {k: v for k, v in asdict(config).items() if k != "seed"},
+        "date": datetime.date.today().isoformat(),
+        "table": table,
+        "runs": [{k: v for k, v in r.items()} for r in rows],
+    }
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(result, indent=2) + "\n", path)
+    atomic_write_text(markdown_table(table), path.with_suffix(".md"))
+    print(markdown_table(table))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
