@@ -161,6 +161,7 @@ def train_fast(
     *,
     out: str | Path | None = None,
     resume: str | Path | None = None,
+    stop_after: int | None = None,
     progress_bar: bool = True,
 ) -> History:
     """Train ``model`` with the fast recipe, evaluating ``val_set`` after every epoch.
@@ -169,7 +170,7 @@ def train_fast(
     progress of the run: steps done out of ``epochs`` worth, or, with ``time_budget_s``,
     seconds of training spent out of the budget (then ``epochs`` is only an upper bound and
     the last epoch may end early). With ``out``, writes ``out/last.pt`` after every epoch;
-    ``resume`` continues from one.
+    ``resume`` continues from one; ``stop_after`` ends this call after that many epochs.
     """
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -220,7 +221,8 @@ def train_fast(
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing, reduction="sum")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
     done = False
-    for epoch in range(start_epoch, config.epochs):
+    last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, last_epoch):
         if done:
             break
         model.train()
@@ -354,6 +356,16 @@ def run(
     return model, summary
 
 
+def train_command(mixer: str, config: FastRecipeConfig, name: str) -> str:
+    """The ``python -m eaviz.fast_recipe train`` command that reproduces one run and ships it as ``name``."""
+    flags = f"--mixer {mixer} --seed {config.seed} --epochs {config.epochs} --batch-size {config.batch_size}"
+    if config.time_budget_s is not None:
+        flags += f" --time-budget {config.time_budget_s:g}"
+    if config.train_limit is not None:
+        flags += f" --train-limit {config.train_limit}"
+    return f"python -m eaviz.fast_recipe train {flags} --ship {name}"
+
+
 def ship(name: str, model: FastClassifier, config: FastRecipeConfig, summary: dict, command: str) -> dict:
     """Write ``eaviz/checkpoints/{name}.pt`` (fp16 weights) and its card ``{name}.json``."""
     card = {
@@ -366,7 +378,7 @@ def ship(name: str, model: FastClassifier, config: FastRecipeConfig, summary: di
         "recipe": "eaviz.fast_recipe (airbench94-style)",
         "parameters": summary["parameters"],
         "flops_per_image": summary["flops_per_image"],
-        "epochs": config.epochs,
+        "epochs": len(summary["history"]),  # epochs run; a time budget may end the last one early
         "val_metrics": {"accuracy": summary["val_accuracy"], "loss": summary["history"][-1]["val_loss"]},
         "val_accuracy_tta": summary["val_accuracy_tta"],
         "history": summary["history"],
@@ -396,7 +408,6 @@ def compare(
     *,
     root: str | Path | None = None,
     ship_mixers: tuple[str, ...] = (),
-    command: str = "",
 ) -> list[dict]:
     """One short run per (mixer, seed), same recipe and budget; their summaries.
 
@@ -412,7 +423,7 @@ def compare(
             rows.append(summary)
             print(f"{mixer} seed {seed}: {summary['val_accuracy']:.4f} in {summary['wall_seconds']:.0f} s", flush=True)
             if mixer in ship_mixers and seed == seeds[0]:
-                ship(f"cifar10-{mixer}", model, recipe, summary, command)
+                ship(f"cifar10-{mixer}", model, recipe, summary, train_command(mixer, recipe, f"cifar10-{mixer}"))
     return rows
 
 
@@ -502,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
             ship(args.ship, model, config, summary, command)
         return 0
     config = _config(args, 0)
-    rows = compare(args.mixers, args.seeds, config, root=args.data_root, ship_mixers=tuple(args.ship), command=command)
+    rows = compare(args.mixers, args.seeds, config, root=args.data_root, ship_mixers=tuple(args.ship))
     table = comparison_table(rows)
     result = {
         "command": command,
