@@ -500,7 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     many.add_argument("--mixers", nargs="+", default=["external", "multihead_external", "self", "none"])
     many.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     many.add_argument("--json", required=True, metavar="FILE", help="where to write the results (.json; .md beside)")
-    many.add_argument("--ship", nargs="*", default=[], metavar="MIXER", help="ship the first seed's model as cifar10-MIXER")
+    many.add_argument(
+        "--ship", nargs="*", default=[], metavar="MIXER", help="ship the first seed's model as cifar10-MIXER"
+    )
     _recipe_args(many)
     args = parser.parse_args(argv)
     command = "python -m eaviz.fast_recipe " + shlex.join(sys.argv[1:] if argv is None else argv)
