@@ -320,6 +320,15 @@ def _notebooks(argv: list[str]) -> int:
     return notebooks_main(argv)
 
 
+def _add_fast_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "fast",
+        help="the fast CIFAR-10 recipe: train, compare mixers, costs (see: python -m eaviz fast --help)",
+        add_help=False,
+    )
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of eaviz.fast_recipe")
+
+
 def _add_notebooks_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "notebooks",
@@ -336,12 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="External attention, explained: train, evaluate and benchmark the book's models.",
     )
     subparsers = parser.add_subparsers(
-        dest="command", required=True, metavar="{train,eval,bench,pretrained,notebooks}", help="what to do"
+        dest="command", required=True, metavar="{train,eval,bench,pretrained,fast,notebooks}", help="what to do"
     )
     _add_train_parser(subparsers)
     _add_eval_parser(subparsers)
     _add_bench_parser(subparsers)
     _add_pretrained_parser(subparsers)
+    _add_fast_parser(subparsers)
     _add_notebooks_parser(subparsers)
     return parser
 
@@ -506,6 +516,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["notebooks"]:  # its own parser, flags and --help included
         return _notebooks(argv[1:])
+    if argv[:1] == ["fast"]:
+        from eaviz.fast_recipe import main as fast_main
+
+        return fast_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv

@@ -10,7 +10,7 @@
 
 The learning rate and weight decay are given per 1,024 summed examples and divided by the
 step size momentum amounts to, as airbench does, so that changing momentum or batch size
-does not change how far a step goes. ``python -m eaviz.fast_recipe train|compare`` runs it.
+does not change how far a step goes. ``python -m eaviz fast train|compare|costs`` runs it.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from eaviz import __version__
 from eaviz._io import atomic_write_text
+from eaviz.attention import MIXERS
 from eaviz.data.dataset import ImageDataset
 from eaviz.data.loader import FLIPS, BatchLoader
 from eaviz.models.fast_classifier import FastClassifier, FastClassifierConfig, init_whitening
@@ -42,6 +43,7 @@ from eaviz.train import History, evaluate, save_checkpoint
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 LOOKAHEAD_EVERY = 5
+COMPARED = ("external", "multihead_external", "self", "none")
 
 
 @dataclass
@@ -357,13 +359,13 @@ def run(
 
 
 def train_command(mixer: str, config: FastRecipeConfig, name: str) -> str:
-    """The ``python -m eaviz.fast_recipe train`` command that reproduces one run and ships it as ``name``."""
+    """The ``python -m eaviz fast train`` command that reproduces one run and ships it as ``name``."""
     flags = f"--mixer {mixer} --seed {config.seed} --epochs {config.epochs} --batch-size {config.batch_size}"
     if config.time_budget_s is not None:
         flags += f" --time-budget {config.time_budget_s:g}"
     if config.train_limit is not None:
         flags += f" --train-limit {config.train_limit}"
-    return f"python -m eaviz.fast_recipe train {flags} --ship {name}"
+    return f"python -m eaviz fast train {flags} --ship {name}"
 
 
 def ship(name: str, model: FastClassifier, config: FastRecipeConfig, summary: dict, command: str) -> dict:
@@ -464,6 +466,42 @@ def markdown_table(table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_costs(mixers: list[str]) -> list[dict]:
+    """Parameters (all, and those of the mixers with their projections) and forward FLOPs per image.
+
+    For each mixer: the FastClassifier, and the ViT-style Classifier without and with
+    ``mixer_projections`` (the same linear in/out pair around every mixer).
+    """
+    from eaviz.models import Classifier, ClassifierConfig
+    from eaviz.models.common import ProjectedMixer
+    from eaviz.models.fast_classifier import MixerBlock2d
+
+    mixing_types = (MixerBlock2d, ProjectedMixer, *MIXERS.values())
+
+    rows = []
+    for mixer in mixers:
+        models = {
+            "FastClassifier": FastClassifier(FastClassifierConfig(mixer=mixer)),
+            "Classifier": Classifier(ClassifierConfig(mixer=mixer)),
+            "Classifier(mixer_projections=True)": Classifier(ClassifierConfig(mixer=mixer, mixer_projections=True)),
+        }
+        for name, model in models.items():
+            blocks: dict[str, nn.Module] = {}
+            for module_name, module in model.named_modules():
+                if isinstance(module, mixing_types) and not any(module_name.startswith(f"{b}.") for b in blocks):
+                    blocks[module_name] = module
+            rows.append(
+                {
+                    "model": name,
+                    "mixer": mixer,
+                    "parameters": sum(p.numel() for p in model.parameters()),
+                    "mixer_parameters": sum(p.numel() for block in blocks.values() for p in block.parameters()),
+                    "flops_per_image": count_flops(model),
+                }
+            )
+    return rows
+
+
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
     defaults = FastRecipeConfig()
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"(default: {defaults.epochs})")
@@ -486,10 +524,10 @@ def _config(args: argparse.Namespace, seed: int) -> FastRecipeConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eaviz.fast_recipe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m eaviz fast", description=__doc__.splitlines()[0])
     actions = parser.add_subparsers(dest="action", required=True)
     one = actions.add_parser("train", help="train one model; --ship NAME writes it into eaviz/checkpoints")
-    one.add_argument("--mixer", default="external")
+    one.add_argument("--mixer", default="external", choices=sorted(MIXERS))
     one.add_argument("--seed", type=int, default=0)
     one.add_argument("--out", metavar="DIR", help="folder for last.pt (checkpoint after every epoch)")
     one.add_argument("--resume", metavar="FILE", help="continue from a last.pt")
@@ -497,15 +535,26 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--ship", metavar="NAME", help="write eaviz/checkpoints/NAME.pt and its card")
     _recipe_args(one)
     many = actions.add_parser("compare", help="short runs of several mixers and seeds -> JSON + Markdown")
-    many.add_argument("--mixers", nargs="+", default=["external", "multihead_external", "self", "none"])
+    many.add_argument("--mixers", nargs="+", default=list(COMPARED), choices=sorted(MIXERS))
     many.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     many.add_argument("--json", required=True, metavar="FILE", help="where to write the results (.json; .md beside)")
     many.add_argument(
         "--ship", nargs="*", default=[], metavar="MIXER", help="ship the first seed's model as cifar10-MIXER"
     )
     _recipe_args(many)
+    costs = actions.add_parser("costs", help="parameters and FLOPs of every model and mixer -> JSON + Markdown")
+    costs.add_argument("--mixers", nargs="+", default=list(COMPARED), choices=sorted(MIXERS))
+    costs.add_argument("--json", required=True, metavar="FILE", help="where to write the results (.json; .md beside)")
     args = parser.parse_args(argv)
-    command = "python -m eaviz.fast_recipe " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m eaviz fast " + shlex.join(sys.argv[2:] if argv is None else argv)
+    try:
+        return _run(args, command)
+    except (ValueError, FileNotFoundError) as error:  # user errors: one line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
     if args.action == "train":
         config = _config(args, args.seed)
         model, summary = run(args.mixer, config, root=args.data_root, out=args.out, resume=args.resume, tta=args.tta)
@@ -513,6 +562,22 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(shown, indent=2))
         if args.ship:
             ship(args.ship, model, config, summary, command)
+        return 0
+    if args.action == "costs":
+        rows = model_costs(args.mixers)
+        lines = [
+            "| model | mixer | parameters | of which in the mixers and their projections | MFLOPs / image |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['model']} | `{r['mixer']}` | {r['parameters']:,} | {r['mixer_parameters']:,} "
+            f"| {r['flops_per_image'] / 1e6:.1f} |"
+            for r in sorted(rows, key=lambda r: r["model"])
+        ]
+        path = Path(args.json)
+        atomic_write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n", path)
+        atomic_write_text("\n".join(lines) + "\n", path.with_suffix(".md"))
+        print("\n".join(lines))
         return 0
     config = _config(args, 0)
     rows = compare(args.mixers, args.seeds, config, root=args.data_root, ship_mixers=tuple(args.ship))
@@ -531,6 +596,3 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(table))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

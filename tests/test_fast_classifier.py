@@ -20,7 +20,7 @@ from eaviz.fast_recipe import (
     train_fast,
     triangle,
 )
-from eaviz.models import FastClassifier, FastClassifierConfig, build_model
+from eaviz.models import Classifier, ClassifierConfig, FastClassifier, FastClassifierConfig, build_model
 from eaviz.models.fast_classifier import BatchNorm, MixerBlock2d, init_whitening, patch_whitening
 from eaviz.train import load_checkpoint
 from eaviz.viz.record import mixer_names, record_attention
@@ -255,3 +255,23 @@ def test_shipped_card_names_the_command_that_reproduces_it(monkeypatch, tmp_path
     assert card["epochs"] == len(card["history"]) == 1 and card["command"].endswith("cifar10-self")
     model, _ = load_checkpoint(tmp_path / "cifar10-self.pt")
     assert isinstance(model, FastClassifier) and model.config.mixer == "self"
+
+
+@pytest.mark.parametrize("mixer", sorted(set(MIXERS) - {"none"}))
+def test_vit_classifier_with_mixer_projections_still_shows_every_map(mixer):
+    config = ClassifierConfig(dim=32, depth=1, heads=2, memory_units=8, mixer=mixer, mixer_projections=True)
+    model = Classifier(config).eval()
+    with record_attention(model) as record:
+        model(images())
+    assert list(record) == ["blocks.0.mixer.mixer"] and record.grids["blocks.0.mixer.mixer"] == (8, 8)
+
+
+def test_mixer_projections_add_the_same_parameters_to_every_mixer():
+    def added(mixer: str) -> int:
+        plain, projected = (
+            sum(p.numel() for p in Classifier(ClassifierConfig(dim=32, mixer=mixer, mixer_projections=on)).parameters())
+            for on in (False, True)
+        )
+        return projected - plain
+
+    assert {added(mixer) for mixer in MIXERS} == {4 * 2 * (32 * 32 + 32)}

@@ -16,7 +16,7 @@ from torch import nn
 
 from eaviz._checks import check_positive_int
 from eaviz.attention import make_mixer
-from eaviz.models.common import CIFAR_MEAN, CIFAR_STD, MixerBlock, Normalize, conv_bn_act
+from eaviz.models.common import CIFAR_MEAN, CIFAR_STD, MixerBlock, Normalize, ProjectedMixer, conv_bn_act
 
 STEMS = ("conv", "patch")
 
@@ -36,6 +36,7 @@ class ClassifierConfig:
     memory_units: int = 64
     expansion: int = 1  # multi-head EA widening; the released EAMLP uses 4, 1 keeps CPU training fast
     norm: str = "double"
+    mixer_projections: bool = False  # wrap every mixer in the same linear in/out pair (a fair comparison)
     mlp_ratio: int = 2
     dropout: float = 0.0
     mean: tuple[float, float, float] = CIFAR_MEAN
@@ -100,12 +101,7 @@ class Classifier(nn.Module):
         nn.init.trunc_normal_(self.pos_embedding, std=0.02)
         self.blocks = nn.Sequential(
             *(
-                MixerBlock(
-                    config.dim,
-                    make_mixer(config.mixer, config.dim, **config.mixer_kwargs()),
-                    mlp_ratio=config.mlp_ratio,
-                    dropout=config.dropout,
-                )
+                MixerBlock(config.dim, self._mixer(config), mlp_ratio=config.mlp_ratio, dropout=config.dropout)
                 for _ in range(config.depth)
             )
         )
@@ -114,6 +110,11 @@ class Classifier(nn.Module):
         self.token_grid = Rearrange("b (h w) d -> b d h w", h=self.grid_size)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(config.dim, config.num_classes)
+
+    @staticmethod
+    def _mixer(config: ClassifierConfig) -> nn.Module:
+        mixer = make_mixer(config.mixer, config.dim, **config.mixer_kwargs())
+        return ProjectedMixer(config.dim, mixer) if config.mixer_projections else mixer
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images: (B, 3, H, W) -> tokens after the last block: (B, N, d), N = grid_size**2."""

@@ -57,6 +57,27 @@ class MixerBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+class ProjectedMixer(nn.Module):
+    """Linear in, a token mixer, linear out: x (B, N, d) -> (B, N, d); attn as the mixer returns it.
+
+    Gives every mixer the same pair of projections. External attention has no projections of
+    its own while self-attention has its q/k/v and output projections; wrapping both (and
+    ``none``) makes the extra capacity around the mixer the same for all, as in the EANet block.
+    """
+
+    def __init__(self, dim: int, mixer: nn.Module) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(dim, dim)
+        self.mixer = mixer
+        self.proj_out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        if return_attn:
+            y, attn = self.mixer(self.proj_in(x), return_attn=True)
+            return self.proj_out(y), attn
+        return self.proj_out(self.mixer(self.proj_in(x)))
+
+
 def conv_bn_act(c_in: int, c_out: int, *, stride: int = 1, act: type[nn.Module] = nn.GELU) -> nn.Sequential:
     """3x3 convolution, batch norm, activation: (B, c_in, H, W) -> (B, c_out, H/stride, W/stride)."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), act())
