@@ -275,3 +275,12 @@ def test_mixer_projections_add_the_same_parameters_to_every_mixer():
         return projected - plain
 
     assert {added(mixer) for mixer in MIXERS} == {4 * 2 * (32 * 32 + 32)}
+
+
+def test_cli_fast_rejects_an_unknown_mixer_in_one_line(capsys):
+    from eaviz.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fast", "train", "--mixer", "bogus"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'bogus'" in capsys.readouterr().err
