@@ -249,7 +249,7 @@ def test_shipped_card_names_the_command_that_reproduces_it(monkeypatch, tmp_path
     command = train_command("self", config, "cifar10-self")
     card = ship("cifar10-self", FastClassifier(small(mixer="self")), config, summary, command)
     assert command == (
-        "python -m eaviz.fast_recipe train --mixer self --seed 1 --epochs 3 --batch-size 256 --time-budget 100 "
+        "python -m eaviz fast train --mixer self --seed 1 --epochs 3 --batch-size 256 --time-budget 100 "
         "--ship cifar10-self"
     )
     assert card["epochs"] == len(card["history"]) == 1 and card["command"].endswith("cifar10-self")
