@@ -136,12 +136,8 @@ def load_pretrained(
                 f"checkpoint {checkpoint} holds a {kind} ({TASKS.get(kind, 'unknown task')}), but {name!r} is a "
                 f"{TASKS[expected]} model: replace the file with python -m eaviz pretrained train {name}"
             )
-        if "head" not in state:
-            model, _ = load_checkpoint(path, device=device)
-            return model, load_card(name, folder=folder)
-    model = build_model(state["config"])  # the frozen backbone, from its installed weights
-    model.load_head_state_dict(state["head"])
-    return model.to(device).eval(), load_card(name, folder=folder)
+        model, _ = load_checkpoint(path, device=device)
+    return model, load_card(name, folder=folder)
 
 
 def train_recipe(

@@ -219,13 +219,20 @@ def evaluate(
 
 
 def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """A model rebuilt from a checkpoint's config, with its weights (the EMA ones if saved), in eval mode."""
+    """A model rebuilt from a checkpoint's config, with its weights (the EMA ones if saved), in eval mode.
+
+    A frozen-backbone segmenter's checkpoint holds only its ``head``; the backbone is built from
+    its installed ImageNet weights.
+    """
     checkpoint = read_checkpoint(path, map_location=device)
-    if "config" not in checkpoint or "model" not in checkpoint:
-        raise ValueError(f"{path} is not an eaviz checkpoint: it has no 'config' and 'model' entries")
+    if "config" not in checkpoint or not ("model" in checkpoint or "head" in checkpoint):
+        raise ValueError(f"{path} is not an eaviz checkpoint: it has no 'config' and 'model' (or 'head') entries")
     model = build_model(checkpoint["config"])
     try:
-        model.load_state_dict(checkpoint.get("ema") or checkpoint["model"])
+        if "head" in checkpoint:  # a frozen backbone: build_model took it from its installed weights
+            model.load_head_state_dict(checkpoint["head"])
+        else:
+            model.load_state_dict(checkpoint.get("ema") or checkpoint["model"])
     except RuntimeError as error:
         raise ValueError(f"the weights in {path} do not fit the model its config describes; it is corrupt") from error
     return model.to(device).eval(), checkpoint

@@ -10,7 +10,7 @@ import torch
 from eaviz.data import load_dataset
 from eaviz.paths import shipped
 from eaviz.pretrained import RECIPES, available, load_card, load_pretrained
-from eaviz.train import evaluate
+from eaviz.train import evaluate, load_checkpoint
 
 CARD_FIELDS = {
     "name",
@@ -55,6 +55,13 @@ def test_voc_checkpoints_hold_the_trained_head_but_not_the_frozen_backbone(name)
     assert (CHECKPOINTS / f"{name}.pt").stat().st_size < 2 * 2**20
     card = load_card(name)
     assert "frozen" in card["backbone"] and "cached" in card["backbone"] and card["split"]["val_split"] == "val"
+
+
+def test_load_checkpoint_rebuilds_a_head_only_voc_checkpoint_with_its_trained_head():
+    model, checkpoint = load_checkpoint(CHECKPOINTS / "voc-external.pt")
+    assert not model.training and type(model).__name__ == "Segmenter"
+    head = model.head_state_dict()
+    assert all(torch.equal(head[k], v) for k, v in checkpoint["head"].items())
 
 
 def test_loading_a_checkpoint_of_the_wrong_task_says_which_task_it_holds(tmp_path, monkeypatch):
