@@ -88,3 +88,14 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def mixer_attention(model, images, layer: str = "blocks.0.mixer") -> torch.Tensor:
+    """The mixer's own ``return_attn`` on the tokens it receives in a forward pass (a hook): a reference apart
+    from eaviz.viz, for the tests of the recorder, maps and widgets."""
+    mixer, seen = model.get_submodule(layer), []
+    handle = mixer.register_forward_hook(lambda module, args, output: seen.append(args[0]))
+    with torch.no_grad():
+        model(images)
+        handle.remove()
+        return mixer(seen[0], return_attn=True)[1]

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import mixer_attention
 from einops import rearrange
 
 from eaviz.models import Classifier, ClassifierConfig
@@ -21,16 +22,6 @@ def tiny_classifier(mixer: str = "external", **kw) -> Classifier:
 
 def images(n: int = 2) -> torch.Tensor:
     return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-
-
-def mixer_attention(model, images, layer: str) -> torch.Tensor:
-    """The mixer's own ``return_attn`` on the tokens it receives in a forward pass (a hook, not eaviz.viz)."""
-    mixer, seen = model.get_submodule(layer), []
-    handle = mixer.register_forward_hook(lambda module, args, output: seen.append(args[0]))
-    with torch.no_grad():
-        model(images)
-        handle.remove()
-        return mixer(seen[0], return_attn=True)[1]
 
 
 def test_memory_maps_have_one_image_sized_map_per_chosen_unit():

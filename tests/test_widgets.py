@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import mixer_attention
 from ipywidgets.embed import embed_data
 from PIL import Image
 
@@ -28,16 +29,6 @@ def dataset(n: int = 12) -> ImageDataset:
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
     return ImageDataset(images, torch.arange(n) % 3, ["a", "b", "c"])
-
-
-def mixer_attention(model, images, layer: str = "blocks.0.mixer") -> torch.Tensor:
-    """The mixer's own ``return_attn`` on the tokens it receives (a hook): a reference apart from eaviz.viz."""
-    mixer, seen = model.get_submodule(layer), []
-    handle = mixer.register_forward_hook(lambda module, args, output: seen.append(args[0]))
-    with torch.no_grad():
-        model(images)
-        handle.remove()
-        return mixer(seen[0], return_attn=True)[1]
 
 
 def png_size(data: bytes) -> tuple[int, int]:
