@@ -6,9 +6,9 @@ package function that a notebook would call (``eaviz.train.train``, ``eaviz.benc
 and ``SegmenterConfig``, and their help is the comment beside each field, so a new field is
 a new flag. Flags left out keep the dataclass defaults, so the defaults live in one place.
 
-    python -m eaviz train cifar10 --mixer external --epochs 30 --out runs/cifar10-external
+    python -m eaviz train cifar10 --mixer external --epochs 30 --out runs/cifar10-vit-external
     python -m eaviz train voc --head external --epochs 30 --out runs/voc-external
-    python -m eaviz eval runs/cifar10-external/last.pt
+    python -m eaviz eval runs/cifar10-vit-external/last.pt
     python -m eaviz bench attention --sizes 256 1024 4096
     torchrun --nproc_per_node=4 -m eaviz train cifar10 ...   # data-parallel: train() reads the env
 

@@ -1,6 +1,6 @@
 """Small trained checkpoints shipped inside the package, each with a card.
 
-``load_pretrained("cifar10-external")`` returns a ready model in eval mode and its card (a
+``load_pretrained("cifar10-vit-external")`` returns a ready model in eval mode and its card (a
 dict: data, split, epochs, validation metrics, device, date, the exact command). The recipes
 that produced them live here too, so ``python -m eaviz pretrained train NAME`` retrains one.
 
@@ -79,9 +79,9 @@ def _voc(head: str) -> Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "cifar10-external": _cifar("external"),
-    "cifar10-self": _cifar("self"),
-    "cifar10-multihead_external": _cifar("multihead_external"),
+    "cifar10-vit-external": _cifar("external"),
+    "cifar10-vit-self": _cifar("self"),
+    "cifar10-vit-multihead_external": _cifar("multihead_external"),
     "voc-external": _voc("external"),
     "voc-nonlocal": _voc("nonlocal"),
     "voc-none": _voc("none"),

@@ -200,7 +200,7 @@ def test_bench_train_runs_end_to_end_and_writes_json(tmp_path, capsys):
 
 def test_pretrained_list_names_every_recipe(capsys):
     code, out, _ = run(["pretrained", "list"], capsys)
-    assert code == 0 and "cifar10-external" in out and "voc-nonlocal" in out
+    assert code == 0 and "cifar10-vit-external" in out and "voc-nonlocal" in out
 
 
 def test_python_dash_m_eaviz_runs_the_cli(monkeypatch, capsys):
@@ -261,7 +261,7 @@ def test_cli_and_pretrained_write_one_card_format(trained_run):
     import eaviz.pretrained as pretrained
 
     cli_card = json.loads((trained_run / "last.json").read_text())
-    shipped = pretrained.load_card("cifar10-external")
+    shipped = pretrained.load_card("cifar10-vit-external")
     assert set(cli_card) == set(shipped)
 
 

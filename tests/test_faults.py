@@ -125,7 +125,7 @@ def test_limit_zero_is_refused_by_the_cifar_loader(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_is_a_one_line_error_before_any_data_is_read(capsys):
     assert "torch sees no CUDA GPU here; use cpu or auto" in fails(["train", "cifar10", "--device", "cuda"], capsys)
-    assert "no CUDA GPU" in fails(["eval", str(CHECKPOINTS / "cifar10-external.pt"), "--device", "cuda"], capsys)
+    assert "no CUDA GPU" in fails(["eval", str(CHECKPOINTS / "cifar10-vit-external.pt"), "--device", "cuda"], capsys)
 
 
 # --- broken files -----------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
 
 def test_a_shipped_checkpoint_cannot_be_resumed_and_says_why(tmp_path, private_cache, capsys):
     write_cifar_folder(tmp_path)
-    argv = ["train", "cifar10", "--resume", str(CHECKPOINTS / "cifar10-external.pt"), "--data-root", str(tmp_path)]
+    argv = ["train", "cifar10", "--resume", str(CHECKPOINTS / "cifar10-vit-external.pt"), "--data-root", str(tmp_path)]
     line = fails([*argv, "--batch-size", "4", "--device", "cpu"], capsys)
     assert "holds model weights only" in line and "cannot be resumed" in line
 
@@ -196,9 +196,9 @@ def test_a_corrupt_card_names_its_file(tmp_path, run, capsys):
 def test_load_card_names_a_corrupt_file(tmp_path):
     import eaviz.pretrained as pretrained
 
-    (tmp_path / "cifar10-external.json").write_text("{not json")
-    with pytest.raises(ValueError, match="cifar10-external.json is not valid JSON"):
-        pretrained.load_card("cifar10-external", folder=tmp_path)
+    (tmp_path / "cifar10-vit-external.json").write_text("{not json")
+    with pytest.raises(ValueError, match="cifar10-vit-external.json is not valid JSON"):
+        pretrained.load_card("cifar10-vit-external", folder=tmp_path)
 
 
 def write_cifar_folder(root, per_class=2):

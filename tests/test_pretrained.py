@@ -65,7 +65,7 @@ def test_load_checkpoint_rebuilds_a_head_only_voc_checkpoint_with_its_trained_he
 
 
 def test_loading_a_checkpoint_of_the_wrong_task_says_which_task_it_holds(tmp_path, monkeypatch):
-    shutil.copy(CHECKPOINTS / "cifar10-external.pt", tmp_path / "voc-external.pt")
+    shutil.copy(CHECKPOINTS / "cifar10-vit-external.pt", tmp_path / "voc-external.pt")
     shutil.copy(CHECKPOINTS / "voc-external.json", tmp_path / "voc-external.json")
     expected = r"holds a classifier \(classification\), but 'voc-external' is a segmentation"
     with pytest.raises(ValueError, match=expected):
@@ -79,7 +79,7 @@ def test_loading_a_voc_model_without_the_weights_package_names_the_package(monke
 
 
 def test_unknown_name_lists_the_shipped_ones():
-    with pytest.raises(ValueError, match="cifar10-external"):
+    with pytest.raises(ValueError, match="cifar10-vit-external"):
         load_pretrained("imagenet-external")
 
 

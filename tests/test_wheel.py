@@ -145,7 +145,7 @@ def test_load_results_also_reads_results_measured_into_the_user_folder(monkeypat
 
 def test_shipped_checkpoints_and_cards_are_read_from_the_package():
     assert available() == sorted(RECIPES)
-    assert load_card("cifar10-external")["name"] == "cifar10-external"
+    assert load_card("cifar10-vit-external")["name"] == "cifar10-vit-external"
 
 
 TINY_BENCH = ["bench", "attention", "--sizes", "16", "--dim", "8", "--memory-units", "4", "--no-backward",
