@@ -45,15 +45,24 @@ def make_card(
     seconds: float,
     device: torch.device | str,
     command: str,
+    **extra,
 ) -> dict:
-    """The card of a finished run: ``history`` is :class:`eaviz.train.History`, ``seconds`` its wall time."""
+    """The card of a finished run: ``history`` is :class:`eaviz.train.History`, ``seconds`` its wall time.
+
+    ``extra``: what a recipe adds to the standard fields or says better (e.g. ``val_metrics``
+    with derived numbers, ``split`` with the evaluation list, ``backbone``, ``loss``).
+    """
     device = torch.device(device)
     rows = history.epochs
-    return {
+    card = {
         "name": name,
         "task": train_set.task,
         "dataset": train_set.name,
-        "split": {"train": len(train_set), "val": len(val_set) if val_set is not None else 0, "rule": SPLIT_RULE},
+        "split": {
+            "train": len(train_set),
+            "val": len(val_set) if val_set is not None else 0,
+            "rule": train_set.info.get("split_rule", SPLIT_RULE),
+        },
         "model": model.config.to_dict(),
         "train": asdict(train_config),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -69,6 +78,7 @@ def make_card(
         "eaviz_version": __version__,
         "torch_version": torch.__version__,
     }
+    return card | extra
 
 
 def write_card(card: dict, path: str | os.PathLike) -> Path:

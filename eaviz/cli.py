@@ -282,6 +282,15 @@ def _add_pretrained_parser(subparsers) -> None:
     retrain.set_defaults(func=_pretrained_train, parser=retrain)
 
 
+def _add_fast_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "fast",
+        help="the fast CIFAR-10 recipe: train, compare mixers, costs (see: python -m eaviz fast --help)",
+        add_help=False,
+    )
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of eaviz.fast_recipe")
+
+
 def _add_notebooks_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "notebooks",
@@ -304,12 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
         "may be given anywhere on the line",
     )
     subparsers = parser.add_subparsers(
-        dest="command", required=True, metavar="{train,eval,bench,pretrained,notebooks}", help="what to do"
+        dest="command", required=True, metavar="{train,eval,bench,pretrained,fast,notebooks}", help="what to do"
     )
     _add_train_parser(subparsers)
     _add_eval_parser(subparsers)
     _add_bench_parser(subparsers)
     _add_pretrained_parser(subparsers)
+    _add_fast_parser(subparsers)
     _add_notebooks_parser(subparsers)
     return parser
 
@@ -548,6 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if argv[:1] == ["notebooks"]:  # its own parser, flags and --help included
                 return _notebooks(argv[1:])
+            if argv[:1] == ["fast"]:  # the fast CIFAR-10 recipe: its own parser too
+                from eaviz.fast_recipe import main as fast_main
+
+                return fast_main(argv[1:])
             args = build_parser().parse_args(argv)
             args.argv = argv
             return args.func(args)

@@ -17,13 +17,13 @@ or crops). The result is the same model as training end to end with the backbone
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from eaviz._io import atomic_save
@@ -31,7 +31,7 @@ from eaviz.data.dataset import VOID, ImageDataset
 from eaviz.metrics import ConfusionMatrix
 from eaviz.models.segmenter import Segmenter
 from eaviz.profile import resolve_device, seed_everything
-from eaviz.train import History, TrainConfig
+from eaviz.train import History, TrainConfig, make_optimizer, make_schedule, train_one_epoch
 
 DEFAULT_CACHE = Path.home() / ".cache" / "eaviz" / "features"
 LOSS_STRIDE = 2  # the training loss reads every 2nd label row and column: 4x cheaper, evaluation stays exact
@@ -168,13 +168,6 @@ def evaluate_head(model: Segmenter, data: FeatureSet, *, batch_size: int = 64) -
     return {"loss": loss_sum / max(counted, 1), **confusion.summary(data.classes)}
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def class_weights(data: FeatureSet, power: float = 0.5) -> torch.Tensor:
     """(K,) loss weights ``(pixels_c / pixels) ** -power``, scaled to mean 1 over the present classes.
 
@@ -185,6 +178,37 @@ def class_weights(data: FeatureSet, power: float = 0.5) -> torch.Tensor:
     weights = torch.zeros_like(counts)
     weights[present] = (counts[present] / counts.sum()) ** -power
     return (weights / weights[present].mean()).float()
+
+
+class FeatureBatches:
+    """Shuffled training batches of a :class:`FeatureSet` for :func:`eaviz.train.train_one_epoch`.
+
+    Yields (features (B, C, h, w) float32, targets (B, H / 2, W / 2) int64): every second label
+    row and column (``LOSS_STRIDE``), each image once per epoch (mirrored or not, at random).
+    """
+
+    def __init__(self, data: FeatureSet, batch_size: int, *, device: torch.device, seed: int) -> None:
+        self.data, self.batch_size, self.device = data, batch_size, device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.label_size = tuple(data.targets[:1, ::LOSS_STRIDE, ::LOSS_STRIDE].shape[-2:])
+
+    def __len__(self) -> int:
+        return self.data.images // self.batch_size
+
+    def __iter__(self):
+        for features, targets in _batches(self.data, self.batch_size, self.generator, self.device):
+            yield features, targets[:, ::LOSS_STRIDE, ::LOSS_STRIDE]
+
+
+class HeadOnFeatures(nn.Module):
+    """A segmenter's head alone: cached features (B, C, h, w) -> logits (B, K, *size)."""
+
+    def __init__(self, model: Segmenter, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.head(features, self.size)
 
 
 def train_head(
@@ -198,10 +222,10 @@ def train_head(
 ) -> History:
     """Train the head of ``model`` (its backbone frozen) on cached features; AdamW, warm-up and cosine decay.
 
-    Uses ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``warmup_epochs``, ``seed`` and
-    ``device`` of ``config``. The loss compares logits upsampled to half the label resolution
-    with every second label (``LOSS_STRIDE``). Returns one row of metrics per epoch, like
-    :func:`eaviz.train.train`. ``weights``: (num_classes,) loss weights, e.g. :func:`class_weights`.
+    The loop is :func:`eaviz.train.train_one_epoch` on :class:`FeatureBatches`. Uses ``epochs``,
+    ``batch_size``, ``lr``, ``weight_decay``, ``warmup_epochs``, ``seed`` and ``device`` of
+    ``config``. Returns one row of metrics per epoch, like :func:`eaviz.train.train`.
+    ``weights``: (num_classes,) loss weights, e.g. :func:`class_weights`.
     """
     if config.optimizer != "adamw" or config.schedule != "cosine":
         raise ValueError(
@@ -210,44 +234,27 @@ def train_head(
         )
     device = resolve_device(config.device)
     seed_everything(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
     model = model.to(device)
-    weights = None if weights is None else weights.to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": config.weight_decay},
-            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-    )
-    steps_per_epoch = train_set.images // config.batch_size
-    if steps_per_epoch == 0:
+    batches = FeatureBatches(train_set, config.batch_size, device=device, seed=config.seed)
+    if len(batches) == 0:
         raise ValueError(f"expected at least one batch: {train_set.images} images, batch_size {config.batch_size}")
-    total, warmup = config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, total, warmup))
+    optimizer = make_optimizer(model, config)
+    scheduler = make_schedule(optimizer, config, len(batches))
+    criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device), ignore_index=VOID)
+    head = HeadOnFeatures(model, batches.label_size)
     history = History()
-    for epoch in range(config.epochs):
-        model.train()
-        started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
-        batches = _batches(train_set, config.batch_size, generator, device)
-        for features, targets in tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}", disable=not progress):
-            targets = targets[:, ::LOSS_STRIDE, ::LOSS_STRIDE]
-            logits = model.head(features, targets.shape[-2:])
-            loss = F.cross_entropy(logits, targets, weight=weights, ignore_index=VOID)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach() * len(features)
-            seen += len(features)
-        seconds = time.perf_counter() - started
+    for epoch in range(1, config.epochs + 1):
+        done = train_one_epoch(
+            model, batches, optimizer, scheduler, criterion, step_model=head, amp=config.amp, progress=progress,
+            desc=f"epoch {epoch}/{config.epochs}",
+        )
+        seen = done["seen"]
         row = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum.item() / seen,
+            "epoch": epoch,
+            "train_loss": done["loss_sum"].item() / seen,
             "lr": scheduler.get_last_lr()[0],
-            "seconds": seconds,
-            "images_per_s": seen / seconds,
+            "seconds": done["seconds"],
+            "images_per_s": seen / done["seconds"],
         }
         if val_set is not None:
             metrics = evaluate_head(model, val_set)
@@ -255,5 +262,5 @@ def train_head(
             row["val_metrics"] = metrics
         history.epochs.append(row)
         if progress:
-            tqdm.write(f"epoch {epoch + 1}: {({k: round(v, 4) for k, v in row.items() if isinstance(v, float)})}")
+            tqdm.write(f"epoch {epoch}: {({k: round(v, 4) for k, v in row.items() if isinstance(v, float)})}")
     return history

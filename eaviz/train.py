@@ -137,7 +137,7 @@ def _decays(name: str, parameter: nn.Parameter) -> bool:
     return parameter.ndim >= 2 and not name.split(".")[-1].endswith("embedding")
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """Weight decay on weight matrices and kernels only, not on norms, biases or embeddings."""
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     decay = [p for name, p in named if _decays(name, p)]
@@ -146,6 +146,14 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """``config.warmup_epochs`` of linear warm-up, then ``config.schedule`` decay over ``config.epochs``."""
+    total, warmup = config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, total, warmup, config.schedule))
 
 
 def check_targets(dataset: ImageDataset) -> None:
@@ -454,11 +462,8 @@ def _training_state(
         raise ValueError(
             f"expected at least one batch: {len(train_set)} training samples, batch_size {config.batch_size}"
         )
-    optimizer = _optimizer(model, config)
-    total_steps, warmup_steps = config.epochs * len(batches), round(config.warmup_epochs * len(batches))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, total_steps, warmup_steps, config.schedule)
-    )
+    optimizer = make_optimizer(model, config)
+    scheduler = make_schedule(optimizer, config, len(batches))
     ema = None
     if config.ema_decay:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)

@@ -182,3 +182,13 @@ def test_bench_train_reports_images_per_second_per_mixer(tmp_path):
 
 def test_device_slug_is_a_safe_file_name_part():
     assert bench.device_slug({"type": "cuda", "name": "NVIDIA H100 80GB HBM3"}) == "cuda-nvidia-h100-80gb-hbm3"
+
+
+def test_load_recorded_reads_the_shipped_mixer_comparison_and_names_the_choices():
+    from eaviz.bench import load_recorded
+
+    recorded = load_recorded("cifar10-mixers")
+    assert {row["mixer"] for row in recorded["table"]} == {"external", "multihead_external", "self", "none"}
+    assert all(len(row["seeds"]) >= 3 for row in recorded["table"])
+    with pytest.raises(ValueError, match="cifar10-mixers"):
+        load_recorded("attention-cpu")

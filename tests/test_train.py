@@ -142,10 +142,10 @@ def test_the_learning_rate_of_a_run_follows_the_schedule(data):
 
 
 def test_weight_decay_skips_norms_biases_and_the_position_embedding():
-    from eaviz.train import _optimizer
+    from eaviz.train import make_optimizer
 
     model = build_model(SMALL)
-    decayed, undecayed = (group["params"] for group in _optimizer(model, TrainConfig(weight_decay=0.1)).param_groups)
+    decayed, undecayed = (group["params"] for group in make_optimizer(model, TrainConfig(weight_decay=0.1)).param_groups)
     names = {id(p): name for name, p in model.named_parameters()}
     assert "pos_embedding" in {names[id(p)] for p in undecayed}
     assert all(p.ndim < 2 or names[id(p)] == "pos_embedding" for p in undecayed)

@@ -24,7 +24,15 @@ from eaviz.bench.attention import (
     plot_attention_bench,
 )
 from eaviz.bench.measure import MB, peak_memory_bytes, time_call
-from eaviz.bench.results import KINDS, device_info, device_slug, load_results, results_dir, save_results
+from eaviz.bench.results import (
+    KINDS,
+    device_info,
+    device_slug,
+    load_recorded,
+    load_results,
+    results_dir,
+    save_results,
+)
 from eaviz.bench.train import bench_train, format_train_table
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
     "device_slug",
     "estimate_attention_bytes",
     "format_attention_table",
+    "load_recorded",
     "format_train_table",
     "load_results",
     "peak_memory_bytes",

@@ -100,6 +100,18 @@ def load_results(kind: str, *, device: str | None = None, root: str | Path | Non
     return max(documents, key=lambda doc: doc["created"])
 
 
+def load_recorded(name: str) -> dict:
+    """A recorded experiment shipped with eaviz, by name: ``"cifar10-mixers"`` or ``"voc-heads"``.
+
+    These are the seeded comparisons behind the book's tables (``eaviz/results/{name}.json``,
+    written by ``python -m eaviz fast compare`` and ``benchmarks/voc_heads.py``).
+    """
+    names = sorted(file.name.removesuffix(".json") for file in shipped("results").iterdir())
+    recorded = [n for n in names if not n.startswith(tuple(f"{kind}-" for kind in KINDS))]
+    check_choice(name, recorded, "name")
+    return json.loads((shipped("results") / f"{name}.json").read_text())
+
+
 def result_rows(results: list[dict] | dict) -> list[dict]:
     """The rows of a bench function's return value or of a document from :func:`load_results`."""
     return results["results"] if isinstance(results, dict) else results

@@ -14,9 +14,11 @@ import torch.nn.functional as F
 
 from eaviz.data.dataset import VOID, ImageDataset
 
+FLIPS = ("random", "alternating")
 
-def pad_crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random translation by up to ``pad`` pixels (reflect padding) and horizontal flip.
+
+def translate(images: torch.Tensor, generator: torch.Generator, pad: int) -> torch.Tensor:
+    """Random translation of each image by up to ``pad`` pixels each way (reflect padding).
 
     images: (B, C, H, W) float -> (B, C, H, W) float.
     """
@@ -27,9 +29,33 @@ def pad_crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int = 4
     cols = (torch.arange(w, device=images.device)[None] + dx[:, None])[:, None, None, :]
     batch = torch.arange(b, device=images.device)[:, None, None, None]
     channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-    out = padded[batch, channel, rows, cols]
-    flip = (torch.rand(b, generator=generator, device=generator.device) < 0.5).to(images.device)
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+    return padded[batch, channel, rows, cols]
+
+
+def flip_where(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror the images whose ``flip`` entry is True: (B, C, H, W), (B,) bool -> (B, C, H, W)."""
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def pad_crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random translation by up to ``pad`` pixels (reflect padding) and horizontal flip.
+
+    images: (B, C, H, W) float -> (B, C, H, W) float.
+    """
+    out = translate(images, generator, pad)
+    flip = (torch.rand(len(images), generator=generator, device=generator.device) < 0.5).to(images.device)
+    return flip_where(out, flip)
+
+
+def alternating_flips(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Which of ``n`` images to mirror in ``epoch``: (n,) bool.
+
+    A random half in epoch 0, then each image's choice switches every epoch, so every pair of
+    consecutive epochs shows every image both ways (airbench's "alternating flip": fewer
+    repeated views than flipping at random each time).
+    """
+    first = torch.rand(n, generator=torch.Generator().manual_seed(seed + 104_729)) < 0.5
+    return first ^ bool(epoch % 2)
 
 
 def scale_crop_flip(
@@ -72,8 +98,10 @@ class BatchLoader:
     """Iterate over ``dataset`` in batches of (images float in [0, 1], targets), on ``device``.
 
     images: (B, 3, H, W) float32 (channels_last if asked); targets: (B,) or (B, H, W) int64.
-    ``augment=True`` applies pad-crop-flip (classification) or scale-crop-flip to
-    ``crop_size`` (segmentation). ``rank``/``world_size`` give each DDP process its shard.
+    ``augment=True`` applies pad-crop-flip (classification: a translation by up to
+    ``translate`` pixels, and a mirror drawn at random or, with ``flip="alternating"``, by
+    :func:`alternating_flips`) or scale-crop-flip to ``crop_size`` (segmentation).
+    ``rank``/``world_size`` give each DDP process its shard.
     """
 
     def __init__(
@@ -90,15 +118,22 @@ class BatchLoader:
         channels_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        translate: int = 4,
+        flip: str = "random",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+        if flip not in FLIPS:
+            raise ValueError(f"expected flip to be one of {FLIPS}, got {flip!r}")
+        if isinstance(translate, bool) or not isinstance(translate, int) or translate < 0:
+            raise ValueError(f"expected translate to be an int >= 0 (pixels), got {translate!r}")
         if augment and dataset.task == "segmentation" and crop_size is None:
             raise ValueError("expected crop_size for augmenting a segmentation dataset, got None")
         self.dataset = dataset.to(device)
         self.batch_size = batch_size
         self.shuffle, self.augment, self.drop_last = shuffle, augment, drop_last
         self.crop_size, self.channels_last = crop_size, channels_last
+        self.translate, self.flip = translate, flip
         self.device = torch.device(device)
         self.rank, self.world_size = rank, world_size
         self.seed = seed
@@ -124,6 +159,9 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._shard().to(self.device)
+        flips = None
+        if self.flip == "alternating":
+            flips = alternating_flips(len(self.dataset), self.seed, self.epoch).to(self.device)
         self.epoch += 1
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
@@ -133,8 +171,10 @@ class BatchLoader:
             targets = self.dataset.targets[index]
             if self.augment and self.dataset.task == "segmentation":
                 images, targets = scale_crop_flip(images, targets, self.generator, self.crop_size)
+            elif self.augment and flips is not None:
+                images = flip_where(translate(images, self.generator, self.translate), flips[index])
             elif self.augment:
-                images = pad_crop_flip(images, self.generator)
+                images = pad_crop_flip(images, self.generator, self.translate)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             yield images, targets

@@ -16,7 +16,7 @@ from torch import nn
 
 from eaviz._checks import check_choice, check_positive_int
 from eaviz.attention import MIXERS, make_mixer
-from eaviz.models.common import CIFAR_MEAN, CIFAR_STD, MixerBlock, Normalize, conv_bn_act
+from eaviz.models.common import CIFAR_MEAN, CIFAR_STD, MixerBlock, Normalize, ProjectedMixer, conv_bn_act
 
 STEMS = ("conv", "patch")
 
@@ -36,6 +36,7 @@ class ClassifierConfig:
     memory_units: int = 64  # memory units S of external attention
     expansion: int = 1  # multi-head EA widening; the released EAMLP uses 4, 1 keeps CPU training fast
     norm: str = "double"  # external attention: softmax over tokens then l1 over units ("double"), or softmax
+    mixer_projections: bool = False  # wrap every mixer in the same linear in/out pair (a fair comparison)
     mlp_ratio: int = 2  # hidden width of each block's MLP, in multiples of dim
     dropout: float = 0.0  # dropout in the MLPs (and multi-head external attention)
     mean: tuple[float, float, float] = CIFAR_MEAN  # per-channel mean the model subtracts from images in [0, 1]
@@ -92,12 +93,7 @@ class Classifier(nn.Module):
         nn.init.trunc_normal_(self.pos_embedding, std=0.02)
         self.blocks = nn.Sequential(
             *(
-                MixerBlock(
-                    config.dim,
-                    make_mixer(config.mixer, config.dim, **config.mixer_settings()),
-                    mlp_ratio=config.mlp_ratio,
-                    dropout=config.dropout,
-                )
+                MixerBlock(config.dim, self._mixer(config), mlp_ratio=config.mlp_ratio, dropout=config.dropout)
                 for _ in range(config.depth)
             )
         )
@@ -106,6 +102,11 @@ class Classifier(nn.Module):
         self.token_grid = Rearrange("b (h w) d -> b d h w", h=self.grid_size)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(config.dim, config.num_classes)
+
+    @staticmethod
+    def _mixer(config: ClassifierConfig) -> nn.Module:
+        mixer = make_mixer(config.mixer, config.dim, **config.mixer_settings())
+        return ProjectedMixer(config.dim, mixer) if config.mixer_projections else mixer
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images: (B, 3, H, W) -> tokens after the last block: (B, N, d), N = grid_size**2."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from eaviz._checks import check_images
+from eaviz._checks import check_feature_map, check_float_tensor, check_images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -17,6 +17,10 @@ class Normalize(nn.Module):
     """Images in [0, 1] -> standardised images, so callers can feed raw pixels.
 
     images: (B, 3, H, W) -> (B, 3, H, W).
+    Shape and dtype are checked on every call (free: no data is read). The value range is
+    checked only in eval mode, where users feed their own images: reading the values
+    forces a host sync, which a training step on a GPU must not pay for (its batches come
+    from :class:`~eaviz.data.BatchLoader`, in [0, 1] by construction).
     """
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
@@ -25,7 +29,11 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        check_images(images)
+        if self.training:
+            check_feature_map(images, self.mean.shape[1], "images")
+            check_float_tensor(images, "images")
+        else:
+            check_images(images)
         return (images - self.mean) / self.std
 
 
@@ -47,6 +55,27 @@ class MixerBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.mixer(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+class ProjectedMixer(nn.Module):
+    """Linear in, a token mixer, linear out: x (B, N, d) -> (B, N, d); attn as the mixer returns it.
+
+    Gives every mixer the same pair of projections. External attention has no projections of
+    its own while self-attention has its q/k/v and output projections; wrapping both (and
+    ``none``) makes the extra capacity around the mixer the same for all, as in the EANet block.
+    """
+
+    def __init__(self, dim: int, mixer: nn.Module) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(dim, dim)
+        self.mixer = mixer
+        self.proj_out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        if return_attn:
+            y, attn = self.mixer(self.proj_in(x), return_attn=True)
+            return self.proj_out(y), attn
+        return self.proj_out(self.mixer(self.proj_in(x)))
 
 
 def conv_bn_act(c_in: int, c_out: int, *, stride: int = 1, act: type[nn.Module] = nn.GELU) -> nn.Sequential:

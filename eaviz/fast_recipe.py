@@ -1,0 +1,614 @@
+"""The fast CIFAR-10 recipe for :class:`~eaviz.models.FastClassifier`, after airbench94.
+
+    init_whitening(model, 5,000 training images)
+    for epoch in range(epochs):
+        for images, labels in batches:               # translate by 2 px, alternating flip
+            loss = label_smoothed_cross_entropy(model(images), labels).sum()
+            loss.backward(); sgd_nesterov.step()     # triangle lr; BN biases at 64x the lr
+            every 5 steps: lookahead(model)          # pull the weights toward a slow average
+        evaluate(), save a checkpoint
+
+The learning rate and weight decay are given per 1,024 summed examples and divided by the
+step size momentum amounts to, as airbench does, so that changing momentum or batch size
+does not change how far a step goes. ``python -m eaviz fast train|compare|costs`` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+from eaviz import __version__
+from eaviz._io import atomic_save, atomic_write_text, read_checkpoint
+from eaviz.attention import MIXERS
+from eaviz.card import make_card, write_card
+from eaviz.data.dataset import ImageDataset
+from eaviz.data.loader import FLIPS, BatchLoader
+from eaviz.models.fast_classifier import FastClassifier, FastClassifierConfig, init_whitening
+from eaviz.paths import user_dir, writable_folder
+from eaviz.profile import resolve_device, seed_everything
+from eaviz.train import History, evaluate
+
+LOOKAHEAD_EVERY = 5
+COMPARED = ("external", "multihead_external", "self", "none")
+
+
+@dataclass
+class FastRecipeConfig:
+    """Training settings of the fast recipe; a checkpoint stores them next to the model's config."""
+
+    epochs: int = 10
+    batch_size: int = 1024
+    lr: float = 11.5  # per 1,024 examples of summed loss
+    momentum: float = 0.85
+    weight_decay: float = 0.0153  # per 1,024 examples, decoupled from the learning rate
+    bias_scaler: float = 64.0  # the BN biases learn this much faster (weight decay unchanged)
+    label_smoothing: float = 0.2
+    whiten_bias_fraction: float = 0.3  # the whitening conv's bias learns for this part of the run, then freezes
+    whiten_images: int = 5000
+    translate: int = 2
+    flip: str = "alternating"
+    lookahead: bool = True
+    train_limit: int | None = None  # train on this many images (spread over the set), for short comparisons
+    time_budget_s: float | None = None  # schedule over this many seconds of training instead of ``epochs``
+    amp: bool = True  # bf16 autocast on CUDA; the CPU stays in fp32 (its bf16 is much slower)
+    channels_last: bool = True
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"expected epochs >= 1 and batch_size >= 1, got {self.epochs} and {self.batch_size}")
+        if self.flip not in FLIPS:
+            raise ValueError(f"expected flip to be one of {FLIPS}, got {self.flip!r}")
+
+
+def triangle(progress: float, start: float = 0.2, peak: float = 0.23, end: float = 0.07) -> float:
+    """Learning-rate factor at ``progress`` in [0, 1]: linear from ``start`` to 1 at ``peak``, then to ``end``."""
+    if progress < peak:
+        return start + (1 - start) * progress / peak
+    return 1 + (end - 1) * min(1.0, (progress - peak) / (1 - peak))
+
+
+def make_optimizer(model: FastClassifier, config: FastRecipeConfig) -> torch.optim.SGD:
+    """Nesterov SGD with airbench's scaling: a summed loss and ``lr`` per 1,024 examples.
+
+    PyTorch's SGD multiplies weight decay by the learning rate, so each group's decay is
+    divided by its rate: every parameter then decays by the same amount per step.
+    """
+    kilostep = 1024 * (1 + 1 / (1 - config.momentum))
+    lr = config.lr / kilostep
+    decay = config.weight_decay * config.batch_size / kilostep
+    lr_bias = lr * config.bias_scaler
+    groups = model.parameter_groups()
+    return torch.optim.SGD(
+        [
+            {"params": groups["norm_biases"], "lr": lr_bias, "weight_decay": decay / lr_bias, "base_lr": lr_bias},
+            {"params": groups["other"], "lr": lr, "weight_decay": decay / lr, "base_lr": lr},
+        ],
+        momentum=config.momentum,
+        nesterov=True,
+    )
+
+
+class Lookahead:
+    """A slow copy of the weights (and BN statistics): ``slow += (1 - decay) (fast - slow); fast = slow``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, decay: float) -> None:
+        state = model.state_dict()
+        for key, slow in self.slow.items():
+            slow.lerp_(state[key], 1 - decay)
+            state[key].copy_(slow)
+
+
+def lookahead_decay(progress: float) -> float:
+    """How much of the slow weights a lookahead step keeps: grows as progress^3, up to 0.95^5."""
+    return 0.95**LOOKAHEAD_EVERY * progress**3
+
+
+@torch.no_grad()
+def predict_tta(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """airbench's test-time augmentation: mean logits over mirror x {no shift, +1 px, -1 px}.
+
+    images: (B, 3, 32, 32) -> logits (B, classes). Half the weight on the unshifted pair.
+    """
+
+    def mirrored(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (model(x) + model(x.flip(-1)))
+
+    padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
+    shifted = 0.5 * (mirrored(padded[..., :32, :32]) + mirrored(padded[..., 2:, 2:]))
+    return 0.5 * mirrored(images) + 0.5 * shifted
+
+
+@torch.no_grad()
+def tta_accuracy(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 500) -> float:
+    """Accuracy of :func:`predict_tta` on ``dataset`` (model in eval mode, on its own device)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for images, targets in BatchLoader(dataset, batch_size, device=device):
+        correct += (predict_tta(model, images).argmax(1) == targets).sum().item()
+    model.train(was_training)
+    return correct / len(dataset)
+
+
+def _spread(n: int, k: int) -> torch.Tensor:
+    return torch.linspace(0, n - 1, k).round().long()
+
+
+def train_fast(
+    model: FastClassifier,
+    train_set: ImageDataset,
+    val_set: ImageDataset | None,
+    config: FastRecipeConfig,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    stop_after: int | None = None,
+    progress_bar: bool = True,
+) -> History:
+    """Train ``model`` with the fast recipe, evaluating ``val_set`` after every epoch.
+
+    The schedule (learning rate, lookahead, when the whitening bias freezes) follows the
+    progress of the run: steps done out of ``epochs`` worth, or, with ``time_budget_s``,
+    seconds of training spent out of the budget (then ``epochs`` is only an upper bound and
+    the last epoch may end early). With ``out``, writes ``out/last.pt`` after every epoch;
+    ``resume`` continues from one; ``stop_after`` ends this call after that many epochs.
+    """
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    if config.train_limit is not None and config.train_limit < len(train_set):
+        train_set = train_set.subset(_spread(len(train_set), config.train_limit))
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    picked = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed))
+    init_whitening(model, train_set.images[picked[: config.whiten_images]])
+    batches = BatchLoader(
+        train_set,
+        config.batch_size,
+        shuffle=True,
+        augment=True,
+        device=device,
+        seed=config.seed,
+        drop_last=True,
+        channels_last=config.channels_last,
+        translate=config.translate,
+        flip=config.flip,
+    )
+    if len(batches) == 0:
+        raise ValueError(f"expected at least one batch: {len(train_set)} images, batch_size {config.batch_size}")
+    optimizer = make_optimizer(model, config)
+    total = config.epochs * len(batches)
+    lookahead = Lookahead(model) if config.lookahead else None
+    history, step, start_epoch, spent = History(), 0, 0, 0.0
+    if resume is not None:
+        state = read_checkpoint(resume, map_location=device)
+        if state["train_config"] != asdict(config) or state["config"] != model.config.to_dict():
+            raise ValueError("resume needs the model and recipe configs the run started with")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if lookahead is not None:
+            lookahead.slow = state["lookahead"]
+        batches.generator.set_state(state["rng"]["loader"].cpu())
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        history, step, start_epoch = History(state["history"]), state["step"], state["epoch"]
+        spent = sum(row["seconds"] for row in history.epochs)
+        batches.epoch = start_epoch
+
+    def progress(started: float) -> float:
+        if config.time_budget_s is None:
+            return step / total
+        return min(1.0, (spent + time.perf_counter() - started) / config.time_budget_s)
+
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing, reduction="sum")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
+    done = False
+    last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, last_epoch):
+        if done:
+            break
+        model.train()
+        started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress_bar, leave=False)
+        for images, targets in bar:
+            now = progress(started)
+            model.whiten.bias.requires_grad_(now < config.whiten_bias_fraction)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * triangle(now)
+            with autocast:
+                loss = criterion(model(images).float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_sum += loss.detach()  # stays on the device: no sync per step
+            seen += len(images)
+            now = progress(started)
+            done = now >= 1.0
+            if lookahead is not None and (step % LOOKAHEAD_EVERY == 0 or done):
+                lookahead.update(model, 1.0 if done else lookahead_decay(now))
+            if done:
+                break
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+        spent += seconds
+        row = {
+            "epoch": epoch + 1,
+            "steps": step,
+            "train_loss": loss_sum.item() / seen,
+            "seconds": seconds,
+            "images_per_s": seen / seconds,
+        }
+        if val_set is not None:
+            metrics = evaluate(model, val_set, device=device, amp=config.amp)
+            row.update({f"val_{key}": value for key, value in metrics.items()})
+        history.epochs.append(row)
+        if progress_bar:
+            tqdm.write(f"epoch {epoch + 1}: {({k: round(v, 4) for k, v in row.items()})}")
+        if out is not None:
+            atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "lookahead": lookahead.slow if lookahead is not None else None,
+                    "optimizer": optimizer.state_dict(),
+                    "rng": {"loader": batches.generator.get_state(), "torch": torch.get_rng_state()},
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "history": history.epochs,
+                    "config": model.config.to_dict(),
+                    "train_config": asdict(config),
+                    "dataset": train_set.name,
+                    "eaviz_version": __version__,
+                },
+                Path(out) / "last.pt",
+            )
+    return history
+
+
+def count_flops(model: nn.Module) -> int:
+    """Forward FLOPs for one 32x32 image (a multiply-add counts 2), by ``torch.utils.flop_counter``."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.rand(1, 3, 32, 32, device=device))
+    model.train(was_training)
+    return counter.get_total_flops()
+
+
+def compact_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with weight matrices and kernels stored in fp16 (half the file).
+
+    ``load_state_dict`` copies them back into the fp32 parameters; biases and BN statistics
+    stay fp32, so that tiny variances keep their precision.
+    """
+    return {
+        k: (v.half() if v.is_floating_point() and v.ndim >= 2 else v).cpu() for k, v in model.state_dict().items()
+    }
+
+
+def run(
+    mixer: str,
+    config: FastRecipeConfig,
+    *,
+    name: str | None = None,
+    root: str | Path | None = None,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    tta: bool = False,
+    progress: bool = True,
+) -> tuple[FastClassifier, dict]:
+    """Train one FastClassifier with ``mixer`` on CIFAR-10's 45,000/5,000 split; (model, its card).
+
+    The card (:func:`eaviz.card.make_card`) adds the recipe's numbers: FLOPs per image,
+    images seen, accuracy with test-time augmentation when ``tta``. ``name``: the card's name
+    (default ``cifar10-{mixer}``).
+    """
+    from eaviz.data import load_dataset
+
+    name = name or f"cifar10-{mixer}"
+    train_set = load_dataset("cifar10", "train", root=root)
+    val_set = load_dataset("cifar10", "val", root=root)
+    seed_everything(config.seed)
+    model = FastClassifier(FastClassifierConfig(mixer=mixer))
+    device = resolve_device(config.device)
+    started = time.perf_counter()
+    history = train_fast(model, train_set, val_set, config, out=out, resume=resume, progress_bar=progress)
+    seconds = time.perf_counter() - started
+    model.eval()
+    rows = history.epochs
+    card = make_card(
+        name=name,
+        model=model,
+        train_set=train_set,
+        val_set=val_set,
+        train_config=config,
+        history=history,
+        seconds=seconds,
+        device=device,
+        command=train_command(mixer, config, name),
+        split={"train": len(train_set), "val": len(val_set), "rule": "the last 500 images of each class are val"},
+        val_metrics={"accuracy": history.last["val_accuracy"], "loss": history.last["val_loss"]},
+        recipe="eaviz.fast_recipe (airbench94-style)",
+        val_accuracy_tta=tta_accuracy(model, val_set) if tta else None,
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        flops_per_image=count_flops(model),
+        train_images=config.train_limit or len(train_set),
+        steps=history.last["steps"],
+        images_seen=history.last["steps"] * config.batch_size,
+        images_per_s=round(sum(r["seconds"] * r["images_per_s"] for r in rows) / sum(r["seconds"] for r in rows), 1),
+        seed=config.seed,
+    )
+    return model, card
+
+
+def summary_row(card: dict) -> dict:
+    """The numbers of one run that the comparison table reads, from its card."""
+    return {
+        "mixer": card["model"]["mixer"],
+        "seed": card["seed"],
+        "val_accuracy": card["val_metrics"]["accuracy"],
+        "parameters": card["parameters"],
+        "flops_per_image": card["flops_per_image"],
+        "images_seen": card["images_seen"],
+        "images_per_s": card["images_per_s"],
+        "wall_seconds": card["train_seconds"],
+        "peak_memory_mib": card["peak_memory_mib"],
+        "device": card["device"],
+        "history": card["history"],
+    }
+
+
+def train_command(mixer: str, config: FastRecipeConfig, name: str) -> str:
+    """The ``python -m eaviz fast train`` command that reproduces one run and ships it as ``name``."""
+    flags = f"--mixer {mixer} --seed {config.seed} --epochs {config.epochs} --batch-size {config.batch_size}"
+    if config.time_budget_s is not None:
+        flags += f" --time-budget {config.time_budget_s:g}"
+    if config.train_limit is not None:
+        flags += f" --train-limit {config.train_limit}"
+    return f"python -m eaviz fast train {flags} --ship {name}"
+
+
+def ship(model: FastClassifier, card: dict, *, folder: str | Path | None = None) -> Path:
+    """Write ``{folder}/{name}.pt`` (fp16 weights) and its card ``{name}.json``; returns the .pt path.
+
+    folder: default ``$EAVIZ_HOME/checkpoints`` (else ``~/.cache/eaviz/checkpoints``); to ship
+    a model with the package, give ``eaviz/checkpoints`` of a checkout.
+    """
+    folder = writable_folder(user_dir("checkpoints") if folder is None else folder, argument="folder (--checkpoint-dir)")
+    name = card["name"]
+    path = atomic_save(
+        {"model": compact_state(model), "config": model.config.to_dict(), "metrics": card["val_metrics"]},
+        folder / f"{name}.pt",
+    )
+    write_card(card, folder / f"{name}.json")
+    return path
+
+
+def compare(
+    mixers: list[str],
+    seeds: list[int],
+    config: FastRecipeConfig,
+    *,
+    root: str | Path | None = None,
+    ship_mixers: tuple[str, ...] = (),
+    folder: str | Path | None = None,
+) -> list[dict]:
+    """One short run per (mixer, seed), same recipe and budget; their :func:`summary_row` rows.
+
+    Runs go seed by seed (all mixers for seed 0, then seed 1, ...), so that a slow spell of
+    a shared machine does not fall on one mixer. The first seed's model of each mixer in
+    ``ship_mixers`` is shipped as ``cifar10-{mixer}`` into ``folder`` (see :func:`ship`).
+    """
+    rows = []
+    for seed in seeds:
+        for mixer in mixers:
+            recipe = FastRecipeConfig(**{**asdict(config), "seed": seed})
+            model, card = run(mixer, recipe, root=root, progress=False)
+            rows.append(summary_row(card))
+            print(f"{mixer} seed {seed}: {rows[-1]['val_accuracy']:.4f} in {rows[-1]['wall_seconds']:.0f} s", flush=True)
+            if mixer in ship_mixers and seed == seeds[0]:
+                ship(model, card, folder=folder)
+    return rows
+
+
+def comparison_table(rows: list[dict]) -> list[dict]:
+    """Mean and sample sd of validation accuracy per mixer, beside parameters, FLOPs and images/s."""
+    table = []
+    for mixer in dict.fromkeys(r["mixer"] for r in rows):  # first-seen order
+        mine = [r for r in rows if r["mixer"] == mixer]
+        accuracies = [r["val_accuracy"] for r in mine]
+        table.append(
+            {
+                "mixer": mixer,
+                "seeds": [r["seed"] for r in mine],
+                "val_accuracy_mean": statistics.mean(accuracies),
+                "val_accuracy_sd": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+                "val_accuracies": accuracies,
+                "parameters": mine[0]["parameters"],
+                "flops_per_image": mine[0]["flops_per_image"],
+                "images_per_s": statistics.mean(r["images_per_s"] for r in mine),
+                "images_seen_mean": statistics.mean(r["images_seen"] for r in mine),
+                "wall_seconds_mean": statistics.mean(r["wall_seconds"] for r in mine),
+            }
+        )
+    return table
+
+
+def markdown_table(table: list[dict]) -> str:
+    lines = [
+        "| mixer | val accuracy (mean ± sd) | seeds | parameters | MFLOPs / image | train images/s | images seen |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in table:
+        lines.append(
+            f"| `{row['mixer']}` | {100 * row['val_accuracy_mean']:.2f} ± {100 * row['val_accuracy_sd']:.2f} % "
+            f"| {len(row['seeds'])} | {row['parameters']:,} | {row['flops_per_image'] / 1e6:.1f} "
+            f"| {row['images_per_s']:.0f} | {row['images_seen_mean']:,.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def model_costs(mixers: list[str]) -> list[dict]:
+    """Parameters (all, and those of the mixers with their projections) and forward FLOPs per image.
+
+    For each mixer: the FastClassifier, and the ViT-style Classifier without and with
+    ``mixer_projections`` (the same linear in/out pair around every mixer).
+    """
+    from eaviz.models import Classifier, ClassifierConfig
+    from eaviz.models.common import ProjectedMixer
+    from eaviz.models.fast_classifier import MixerBlock2d
+
+    mixing_types = (MixerBlock2d, ProjectedMixer, *MIXERS.values())
+
+    rows = []
+    for mixer in mixers:
+        models = {
+            "FastClassifier": FastClassifier(FastClassifierConfig(mixer=mixer)),
+            "Classifier": Classifier(ClassifierConfig(mixer=mixer)),
+            "Classifier(mixer_projections=True)": Classifier(ClassifierConfig(mixer=mixer, mixer_projections=True)),
+        }
+        for name, model in models.items():
+            blocks: dict[str, nn.Module] = {}
+            for module_name, module in model.named_modules():
+                if isinstance(module, mixing_types) and not any(module_name.startswith(f"{b}.") for b in blocks):
+                    blocks[module_name] = module
+            rows.append(
+                {
+                    "model": name,
+                    "mixer": mixer,
+                    "parameters": sum(p.numel() for p in model.parameters()),
+                    "mixer_parameters": sum(p.numel() for block in blocks.values() for p in block.parameters()),
+                    "flops_per_image": count_flops(model),
+                }
+            )
+    return rows
+
+
+def _recipe_args(parser: argparse.ArgumentParser) -> None:
+    defaults = FastRecipeConfig()
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"(default: {defaults.epochs})")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS", help="schedule over this much training time")
+    parser.add_argument("--train-limit", type=int, help="train on this many images, spread over the 45,000")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-root", metavar="DIR", help="folder that holds cifar10-train (default: $EAVIZ_DATA)")
+
+
+def _folder_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help=f"folder for shipped NAME.pt and NAME.json (default: $EAVIZ_HOME/checkpoints, else "
+        f"~/.cache/eaviz/checkpoints; now {user_dir('checkpoints')})",
+    )
+
+
+def _config(args: argparse.Namespace, seed: int) -> FastRecipeConfig:
+    return FastRecipeConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        time_budget_s=args.time_budget,
+        train_limit=args.train_limit,
+        device=args.device,
+        seed=seed,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eaviz fast", description=__doc__.splitlines()[0])
+    actions = parser.add_subparsers(dest="action", required=True)
+    one = actions.add_parser("train", help="train one model; --ship NAME writes NAME.pt and its card")
+    one.add_argument("--mixer", default="external", choices=sorted(MIXERS))
+    one.add_argument("--seed", type=int, default=0)
+    one.add_argument("--out", metavar="DIR", help="folder for last.pt (checkpoint after every epoch)")
+    one.add_argument("--resume", metavar="FILE", help="continue from a last.pt")
+    one.add_argument("--tta", action="store_true", help="also report accuracy with test-time augmentation")
+    one.add_argument("--ship", metavar="NAME", help="write NAME.pt and NAME.json into --checkpoint-dir")
+    _recipe_args(one)
+    _folder_arg(one)
+    many = actions.add_parser("compare", help="short runs of several mixers and seeds -> JSON + Markdown")
+    many.add_argument("--mixers", nargs="+", default=list(COMPARED), choices=sorted(MIXERS))
+    many.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    many.add_argument("--json", required=True, metavar="FILE", help="where to write the results (.json; .md beside)")
+    many.add_argument(
+        "--ship", nargs="*", default=[], metavar="MIXER", help="ship the first seed's model as cifar10-MIXER"
+    )
+    _recipe_args(many)
+    _folder_arg(many)
+    costs = actions.add_parser("costs", help="parameters and FLOPs of every model and mixer -> JSON + Markdown")
+    costs.add_argument("--mixers", nargs="+", default=list(COMPARED), choices=sorted(MIXERS))
+    costs.add_argument("--json", required=True, metavar="FILE", help="where to write the results (.json; .md beside)")
+    args = parser.parse_args(argv)
+    command = "python -m eaviz fast " + shlex.join(sys.argv[2:] if argv is None else argv)
+    return _run(args, command)  # errors reach eaviz.cli.main, which prints them on one line
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    if args.action == "train":
+        config = _config(args, args.seed)
+        if args.ship:
+            writable_folder(args.checkpoint_dir or user_dir("checkpoints"), argument="--checkpoint-dir")
+        model, card = run(
+            args.mixer, config, name=args.ship, root=args.data_root, out=args.out, resume=args.resume, tta=args.tta
+        )
+        print(json.dumps({k: v for k, v in card.items() if k != "history"}, indent=2))
+        if args.ship:
+            print(f"wrote {ship(model, card, folder=args.checkpoint_dir)}")
+        return 0
+    if args.action == "costs":
+        rows = model_costs(args.mixers)
+        lines = [
+            "| model | mixer | parameters | of which in the mixers and their projections | MFLOPs / image |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['model']} | `{r['mixer']}` | {r['parameters']:,} | {r['mixer_parameters']:,} "
+            f"| {r['flops_per_image'] / 1e6:.1f} |"
+            for r in sorted(rows, key=lambda r: r["model"])
+        ]
+        path = Path(args.json)
+        atomic_write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n", path)
+        atomic_write_text("\n".join(lines) + "\n", path.with_suffix(".md"))
+        print("\n".join(lines))
+        return 0
+    config = _config(args, 0)
+    rows = compare(
+        args.mixers, args.seeds, config, root=args.data_root, ship_mixers=tuple(args.ship), folder=args.checkpoint_dir
+    )
+    table = comparison_table(rows)
+    result = {
+        "command": command,
+        "recipe": {k: v for k, v in asdict(config).items() if k != "seed"},
+        "date": datetime.date.today().isoformat(),
+        "table": table,
+        "runs": [{k: v for k, v in r.items()} for r in rows],
+    }
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(result, indent=2) + "\n", path)
+    atomic_write_text(markdown_table(table), path.with_suffix(".md"))
+    print(markdown_table(table))
+    return 0
+
