@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 OUT = Path(__file__).parent / "_static" / "diagrams"
-plt.rcParams.update({"font.size": 12, "mathtext.fontset": "dejavusans"})
+# a fixed salt and no date: drawing again gives the same file, so git sees only real changes
+plt.rcParams.update({"font.size": 12, "mathtext.fontset": "dejavusans", "svg.hashsalt": "eaviz"})
 
 TENSOR = {"facecolor": "#e8f0fb", "edgecolor": "#3b6ea8"}
 OPERATION = {"facecolor": "#fdf1e3", "edgecolor": "#c7812b"}
@@ -141,7 +142,7 @@ def figure1(path: Path) -> None:
     fig.text(0.5, 0.005, "One sample: $N$ positions with $d$ channels, $F \\in \\mathbb{R}^{N \\times d}$; "
              "$S$ memory units. Shapes in dark red are those of the tensor on the arrow.", ha="center", fontsize=10)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, bbox_inches="tight")
+    fig.savefig(path, bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
 
 
