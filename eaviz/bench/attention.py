@@ -252,7 +252,8 @@ def format_attention_table(results: list[dict] | dict) -> str:
 def plot_attention_bench(results: list[dict] | dict) -> Figure:
     """Log-log plot of time and peak memory against N, one line per mixer and dtype.
 
-    Grey guides with slope 1 (cost ~ N) and 2 (cost ~ N^2) show which curve grows how.
+    Grey guides with slope 1, O(N), and slope 2, O(N^2), start at the cheapest case of the
+    smallest N and show which curve grows how; the memory panel's legend names them.
     Uses forward + backward numbers when measured.
     """
     rows = [row for row in result_rows(results) if not row["skipped"]]
@@ -263,22 +264,25 @@ def plot_attention_bench(results: list[dict] | dict) -> Figure:
     axes = fig.subplots(1, 2)
     panels = ((axes[0], "ms", f"{passes} time (ms)"), (axes[1], "peak_mb", f"{passes} peak memory (MiB)"))
     for ax, key, ylabel in panels:
+        curves, guides = [], []
         for mixer, dtype in dict.fromkeys((row["mixer"], row["dtype"]) for row in rows):
             cases = [r for r in rows if (r["mixer"], r["dtype"]) == (mixer, dtype)]
             n, y = zip(*sorted((r["tokens"], _cost(r, key)) for r in cases))
             label = cases[0]["label"] + ("" if dtype == "float32" else f", {dtype}")
-            ax.plot(n, y, styles.get(dtype, ":"), marker="o", color=colors.get(mixer), label=label)
+            curves += ax.plot(n, y, styles.get(dtype, ":"), marker="o", color=colors.get(mixer), label=label)
         if rows:
             n_min = min(row["tokens"] for row in rows)
             n_max = max(row["tokens"] for row in rows)
             y_min = min(_cost(row, key) for row in rows if row["tokens"] == n_min)
-            for slope, text in ((1, "~ N"), (2, "~ N²")):
-                ax.plot([n_min, n_max], [y_min, y_min * (n_max / n_min) ** slope], color="0.75", lw=1, zorder=0)
-                end = (n_max, y_min * (n_max / n_min) ** slope)
-                ax.annotate(text, end, xytext=(-2, 4), textcoords="offset points", ha="right", color="0.5", fontsize=8)
+            for slope, style, text in ((1, ":", "O(N) guide, slope 1"), (2, "--", "O(N²) guide, slope 2")):
+                ends = [y_min, y_min * (n_max / n_min) ** slope]
+                guides += ax.plot([n_min, n_max], ends, style, color="0.55", lw=1.2, zorder=0, label=text)
         ax.set(xscale="log", yscale="log", xlabel="tokens N", ylabel=ylabel)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8)
+        if ax is axes[0]:
+            ax.legend(handles=curves, fontsize=9)
+        elif guides:
+            ax.legend(handles=guides, fontsize=9, loc="lower right")
     if isinstance(results, dict):
         device = results["device"]
         threads = f"{device['threads']} thread" + ("s" if device["threads"] != 1 else "")
