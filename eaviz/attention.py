@@ -3,7 +3,7 @@
 Every mixer maps ``x: (B, N, d) -> (B, N, d)``. Called with ``return_attn=True`` it returns
 ``(y, attn)`` so that the attention map is always available without hooks.
 
-External attention (Guo et al., 2022) replaces the N x N map of self-attention by an N x S
+External attention (Guo et al., 2023) replaces the N x N map of self-attention by an N x S
 map against S learnable memory units shared by the whole dataset::
 
     A = norm(F M_k^T)        (B, N, S)

@@ -181,3 +181,10 @@ def test_equations_render_offline_with_the_vendored_mathjax(site: Path):
     assert "cdn.jsdelivr.net/npm/mathjax" not in html
     dom = run_chromium("--dump-dom", built(site, page).as_uri())
     assert dom.count("<mjx-container") > 20, "MathJax typeset no equation"
+
+
+def test_every_bibliography_entry_has_a_doi_or_a_link():
+    text = (ROOT / "book" / "references.bib").read_text()
+    entries = re.split(r"\n(?=@)", text.strip())
+    missing = [e.split(",", 1)[0] for e in entries if e.startswith("@") and not re.search(r"\b(doi|url)\s*=", e)]
+    assert len(entries) > 20 and missing == []
