@@ -10,6 +10,8 @@ from eaviz.explain import (
     auc_differences,
     bootstrap_interval,
     centre_prior,
+    curve_differences,
+    faithfulness_curves,
     unit_grad_cam,
     value_memory,
     value_norm_map,
@@ -129,8 +131,8 @@ def test_a_map_of_what_the_model_reads_beats_random_in_both_modes():
     table = auc_differences(model, x, {"top-left": right}, target=0, steps=4, baseline="zero", resamples=200)
     deletion, insertion = table
     assert (deletion.mode, insertion.mode) == ("deletion", "insertion")
-    assert deletion.better_than_random and insertion.better_than_random
-    assert deletion.difference == pytest.approx(deletion.auc - deletion.random_auc)
+    assert deletion.better and insertion.better
+    assert deletion.difference == pytest.approx(deletion.auc - deletion.reference_auc)
 
 
 def test_random_maps_drawn_with_the_same_seed_differ_from_random_by_zero():
@@ -138,7 +140,7 @@ def test_random_maps_drawn_with_the_same_seed_differ_from_random_by_zero():
     noise = torch.rand((4, 2, 2), generator=torch.Generator().manual_seed(3))
     row = auc_differences(model, x, {"same noise": noise}, steps=4, seed=3, resamples=50)[0]
     assert (row.difference, row.low, row.high) == (0.0, 0.0, 0.0)
-    assert not row.better_than_random
+    assert not row.better
     assert "same noise" in str(auc_differences(model, x, {"same noise": noise}, steps=4, seed=3, resamples=50))
 
 
@@ -147,3 +149,25 @@ def test_bootstrap_interval_is_seeded_and_holds_the_mean():
     low, high = bootstrap_interval(values, seed=1)
     assert (low, high) == bootstrap_interval(values, seed=1)
     assert low < float(values.mean()) < high
+
+
+def test_curve_differences_pair_every_method_with_the_named_reference():
+    model, x = TopLeft(), 0.5 + 0.5 * images(8, 8)
+    right = torch.zeros(8, 2, 2)
+    right[:, 0, 0] = 1
+    maps = {"top-left": right, "centre": centre_prior(8, (2, 2)), "wrong": 1 - right}
+    curves = faithfulness_curves(model, x, maps, target=0, steps=4, baseline="zero")
+    table = curve_differences(curves, "wrong", resamples=200)
+    assert [(row.method, row.mode, row.reference) for row in table] == [
+        (method, mode, "wrong") for method in ("top-left", "centre") for mode in ("deletion", "insertion")
+    ]
+    deletion = table[0]
+    expected = (curves["top-left"]["deletion"].auc - curves["wrong"]["deletion"].auc).mean()
+    assert deletion.difference == pytest.approx(float(expected))
+    assert deletion.better and table[1].better and "wrong" in str(table)
+
+
+def test_curve_differences_name_a_missing_reference():
+    curves = faithfulness_curves(TopLeft(), images(2, 8), {"noise": torch.rand(2, 2, 2)}, steps=2)
+    with pytest.raises(ValueError, match="expected reference to be one of the methods \\['noise'\\], got 'random'"):
+        curve_differences(curves)

@@ -18,7 +18,8 @@ deletion and insertion curves of Petsiuk et al. (RISE, 2018): remove the most im
 pixels first and watch the class probability fall (a low area under the curve is good), or
 insert them into a blurred image and watch it rise (a high area is good).
 :func:`auc_differences` compares any map with random maps on the same images, with
-bootstrap intervals; :func:`centre_prior` is the baseline every map should beat.
+bootstrap intervals, and :func:`curve_differences` compares curves already computed with any
+one of them (random maps, or :func:`centre_prior`, the baseline every map should beat).
 
 External attention itself is class-agnostic. :func:`unit_grad_cam` weights the memory units
 by the gradient of the class logit (Grad-CAM over units) and :func:`value_norm_map` measures
@@ -38,7 +39,7 @@ from eaviz.explain.faithfulness import (
     gaussian_blur,
 )
 from eaviz.explain.figures import plot_explanations, plot_faithfulness
-from eaviz.explain.paired import AucDifference, AucTable, auc_differences, bootstrap_interval
+from eaviz.explain.paired import AucDifference, AucTable, auc_differences, bootstrap_interval, curve_differences
 
 __all__ = [
     "AucDifference",
@@ -53,6 +54,7 @@ __all__ = [
     "bootstrap_interval",
     "baseline_images",
     "centre_prior",
+    "curve_differences",
     "deletion_curve",
     "faithfulness_curves",
     "faithfulness_table",

@@ -1,10 +1,15 @@
-"""Is a map more faithful than chance? Paired AUC differences against random maps, with intervals.
+"""Is a map more faithful than a reference? Paired AUC differences, with bootstrap intervals.
 
-Deletion and insertion AUCs vary a lot from image to image, so two methods are compared on
-the same images: for image ``i``, ``d_i = AUC(map_i) - AUC(random_i)``. The table gives the
+Deletion and insertion AUCs vary a lot from image to image, so two maps are compared on
+the same images: for image ``i``, ``d_i = AUC(map_i) - AUC(reference_i)``. The table gives the
 mean of ``d`` and a percentile-bootstrap interval over images (seeded). A deletion
 difference below 0 or an insertion difference above 0, with an interval that excludes 0,
-says the map beats chance on these images, and nothing more.
+says the map beats the reference on these images, and nothing more.
+
+:func:`auc_differences` compares maps with random maps of their own shape;
+:func:`curve_differences` compares curves already computed (by
+:func:`~eaviz.explain.faithfulness_curves`) with any one of them, e.g. random maps or a
+centre prior, so each curve is computed once.
 """
 
 from __future__ import annotations
@@ -17,16 +22,16 @@ from torch import nn
 
 from eaviz._checks import check_positive_int
 from eaviz.explain.attribution import Target, frozen_eval, target_classes
-from eaviz.explain.faithfulness import MODES, deletion_curve
+from eaviz.explain.faithfulness import MODES, Curve, deletion_curve
 from eaviz.viz.record import model_device
 
 
 @dataclass(frozen=True)
 class AucDifference:
-    """One row: ``method``'s mean AUC minus the random maps' over ``images`` paired images.
+    """One row: ``method``'s mean AUC minus ``reference``'s over ``images`` paired images.
 
     ``low``/``high``: the bootstrap interval of ``difference`` at ``level``; ``auc`` and
-    ``random_auc``: the two means it is the difference of.
+    ``reference_auc``: the two means it is the difference of.
     """
 
     method: str
@@ -35,12 +40,13 @@ class AucDifference:
     low: float
     high: float
     auc: float
-    random_auc: float
+    reference_auc: float
     images: int
     level: float
+    reference: str = "random"
 
     @property
-    def better_than_random(self) -> bool:
+    def better(self) -> bool:
         """The whole interval is on the good side of 0 (below for deletion, above for insertion)."""
         return self.high < 0 if self.mode == "deletion" else self.low > 0
 
@@ -48,7 +54,7 @@ class AucDifference:
 class AucTable(list):
     """A list of :class:`AucDifference` rows that prints (and renders in Jupyter) as a table."""
 
-    HEADER = ("method", "mode", "AUC", "random", "difference", "interval", "beats random")
+    HEADER = ("method", "mode", "AUC", "reference", "its AUC", "difference", "interval", "better")
 
     def rows(self) -> list[tuple[str, ...]]:
         return [
@@ -56,10 +62,11 @@ class AucTable(list):
                 row.method,
                 row.mode,
                 f"{row.auc:.3f}",
-                f"{row.random_auc:.3f}",
+                row.reference,
+                f"{row.reference_auc:.3f}",
                 f"{row.difference:+.3f}",
                 f"[{row.low:+.3f}, {row.high:+.3f}]",
-                "yes" if row.better_than_random else "no",
+                "yes" if row.better else "no",
             )
             for row in self
         ]
@@ -67,7 +74,7 @@ class AucTable(list):
     def __str__(self) -> str:
         lines = [self.HEADER, *self.rows()]
         widths = [max(len(line[k]) for line in lines) for k in range(len(self.HEADER))]
-        return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in lines)
+        return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
 
     __repr__ = __str__
 
@@ -86,6 +93,64 @@ def bootstrap_interval(
     means = values[picks].mean(dim=1)
     low, high = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=means.dtype))
     return float(low), float(high)
+
+
+def _check_interval(level: float, resamples: int) -> None:
+    check_positive_int(resamples, "resamples")
+    if not 0 < level < 1:
+        raise ValueError(f"expected level in (0, 1), e.g. 0.95, got {level}")
+
+
+def _row(
+    method: str, mode: str, auc: torch.Tensor, reference_auc: torch.Tensor, reference: str, **interval
+) -> AucDifference:
+    """Paired difference of two (B,) AUC vectors, with its bootstrap interval."""
+    difference = auc.cpu() - reference_auc.cpu()
+    low, high = bootstrap_interval(difference, **interval)
+    return AucDifference(
+        method,
+        mode,
+        float(difference.mean()),
+        low,
+        high,
+        float(auc.mean()),
+        float(reference_auc.mean()),
+        len(difference),
+        interval["level"],
+        reference,
+    )
+
+
+def curve_differences(
+    curves: Mapping[str, Mapping[str, Curve]],
+    reference: str = "random",
+    *,
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> AucTable:
+    """Every method's AUC minus ``reference``'s, paired per image, with bootstrap intervals.
+
+    curves: {method: {"deletion": Curve, "insertion": Curve}}, the output of
+    :func:`~eaviz.explain.faithfulness_curves` on one batch of images, with ``reference``
+    among its methods. Returns one row per other method and mode, in the order given.
+    """
+    _check_interval(level, resamples)
+    if reference not in curves:
+        raise ValueError(f"expected reference to be one of the methods {list(curves)}, got {reference!r}")
+    table = AucTable()
+    for name, pair in curves.items():
+        if name == reference:
+            continue
+        for mode in MODES:
+            auc, reference_auc = pair[mode].auc, curves[reference][mode].auc
+            if auc.shape != reference_auc.shape:
+                raise ValueError(
+                    f"expected curves of the same images: {name!r} has {len(auc)} images, "
+                    f"{reference!r} has {len(reference_auc)}"
+                )
+            table.append(_row(name, mode, auc, reference_auc, reference, level=level, resamples=resamples, seed=seed))
+    return table
 
 
 def auc_differences(
@@ -108,9 +173,7 @@ def auc_differences(
     size. ``target``: the class scored (default: the prediction on the clean images, the same
     for every method). Returns one row per method and mode, in the order given.
     """
-    check_positive_int(resamples, "resamples")
-    if not 0 < level < 1:
-        raise ValueError(f"expected level in (0, 1), e.g. 0.95, got {level}")
+    _check_interval(level, resamples)
     if not maps_by_method:
         raise ValueError("expected at least one map in maps_by_method, got none")
     if len(images) < 2:
@@ -118,6 +181,7 @@ def auc_differences(
     with frozen_eval(model):
         target = target_classes(model, images.to(model_device(model)), target).cpu()
     curve = {"steps": steps, "baseline": baseline}
+    interval = {"level": level, "resamples": resamples, "seed": seed}
     random_auc: dict[tuple[tuple[int, ...], str], torch.Tensor] = {}
     table = AucTable()
     for name, maps in maps_by_method.items():
@@ -125,21 +189,7 @@ def auc_differences(
         for mode in MODES:
             if (shape, mode) not in random_auc:
                 noise = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
-                random_auc[shape, mode] = deletion_curve(model, images, noise, target, mode=mode, **curve).auc.cpu()
-            auc = deletion_curve(model, images, maps, target, mode=mode, **curve).auc.cpu()
-            chance = random_auc[shape, mode]
-            low, high = bootstrap_interval(auc - chance, level=level, resamples=resamples, seed=seed)
-            table.append(
-                AucDifference(
-                    name,
-                    mode,
-                    float((auc - chance).mean()),
-                    low,
-                    high,
-                    float(auc.mean()),
-                    float(chance.mean()),
-                    len(auc),
-                    level,
-                )
-            )
+                random_auc[shape, mode] = deletion_curve(model, images, noise, target, mode=mode, **curve).auc
+            auc = deletion_curve(model, images, maps, target, mode=mode, **curve).auc
+            table.append(_row(name, mode, auc, random_auc[shape, mode], "random", **interval))
     return table
