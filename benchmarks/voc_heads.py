@@ -1,12 +1,14 @@
 """VOC heads on a frozen EfficientNet-Lite0: external, nonlocal and none, three seeds each.
 
-    python benchmarks/voc_heads.py [--seeds 0 1 2] [--cache-dir DIR] [--data-root DIR]
+    python benchmarks/voc_heads.py [--seeds 0 1 2] [--cache-dir DIR] [--data-root DIR] [--checkpoint-dir DIR]
 
 Every run trains one head on the same cached backbone features (eaviz.feature_cache) with
 the recipe of ``python -m eaviz pretrained train voc-HEAD``; seed 0 is that recipe exactly,
-and its run writes the shipped checkpoint and card. The table (mean +- sd over seeds of the
-held-out mIoU, over all classes present and over the 13 common ones) goes to
-``benchmarks/results/voc-heads-<device>-<date>.json`` and ``.md``, rewritten after every run.
+and its run writes the checkpoint and card (default: the shipped ones, ``eaviz/checkpoints``).
+Every run, with its per-epoch history, goes to ``eaviz/results/voc-heads.json`` (package data:
+the book reads it with ``eaviz.bench.load_recorded("voc-heads")``) and the table (mean +- sd
+over seeds of the held-out mIoU, over all classes present and over the 13 common ones) to
+``benchmarks/results/voc-heads-<device>-<date>.md``; both are rewritten after every run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from eaviz.profile import describe_device
 
 HEADS = ("external", "nonlocal", "none")
 RESULTS = Path(__file__).parent / "results"
+SHIPPED = Path(__file__).parents[1] / "eaviz"
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -68,6 +71,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cache-dir", default=None, help="feature cache (default: ~/.cache/eaviz/features)")
     parser.add_argument("--data-root", default=None, help="folder that holds VOCdevkit (default: $EAVIZ_DATA)")
+    parser.add_argument(
+        "--checkpoint-dir", default=SHIPPED / "checkpoints", help="where seed 0 writes voc-HEAD.pt and .json"
+    )
     args = parser.parse_args()
     device = describe_device(torch.device("cpu"))
     stem = f"voc-heads-{'cpu' if 'cpu' in device else 'cuda'}-{datetime.date.today().isoformat()}"
@@ -75,7 +81,9 @@ def main() -> None:
     for seed in args.seeds:  # seed by seed, so an interrupted job still covers every head
         for head in HEADS:
             name = f"voc-{head}"
-            card = train_cached_recipe(name, root=args.data_root, seed=seed, cache_dir=args.cache_dir, ship=seed == 0)
+            card = train_cached_recipe(
+                name, root=args.data_root, seed=seed, cache_dir=args.cache_dir, ship=seed == 0, folder=args.checkpoint_dir
+            )
             metrics = card["val_metrics"]
             runs.append(
                 {
@@ -106,7 +114,7 @@ def main() -> None:
                 "runs": runs,
             }
             RESULTS.mkdir(exist_ok=True)
-            (RESULTS / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (SHIPPED / "results" / "voc-heads.json").write_text(json.dumps(summary, indent=2) + "\n")
             (RESULTS / f"{stem}.md").write_text(table(runs))
 
 

@@ -35,14 +35,20 @@ def check_feature_map(x: object, channels: int, name: str = "x") -> torch.Tensor
     return x
 
 
-def check_images(x: object, name: str = "images", channels: int = 3) -> torch.Tensor:
-    """Check a float image batch ``(B, 3, H, W)`` with finite values in [0, 1], not float64."""
+def check_image_tensor(x: object, name: str = "images", channels: int = 3) -> torch.Tensor:
+    """Check shape ``(B, 3, H, W)`` and a float dtype other than float64; reads no values (no host sync)."""
     x = check_feature_map(x, channels, name)
     if x.dtype == torch.float64:
         raise TypeError(
             f"expected {name} as float32 (or float16 / bfloat16), got float64; the models' weights are float32: "
             f"pass {name}.float()"
         )
+    return x
+
+
+def check_images(x: object, name: str = "images", channels: int = 3) -> torch.Tensor:
+    """Check a float image batch ``(B, 3, H, W)`` with finite values in [0, 1], not float64."""
+    x = check_image_tensor(x, name, channels)
     if not x.numel() or torch.compiler.is_compiling():
         return x
     low, high = torch.stack(torch.aminmax(x.detach())).tolist()  # one pass, one sync; NaN propagates

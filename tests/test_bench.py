@@ -192,3 +192,11 @@ def test_load_recorded_reads_the_shipped_mixer_comparison_and_names_the_choices(
     assert all(len(row["seeds"]) >= 3 for row in recorded["table"])
     with pytest.raises(ValueError, match="cifar10-mixers"):
         load_recorded("attention-cpu")
+
+
+def test_load_recorded_reads_the_shipped_voc_heads_runs():
+    from eaviz.bench import load_recorded
+
+    runs = load_recorded("voc-heads")["runs"]
+    assert {run["head"] for run in runs} == {"external", "nonlocal", "none"}
+    assert all(0 < run["miou_common"] < 1 and "background" in run["iou"] for run in runs)

@@ -431,11 +431,11 @@ def test_best_checkpoint_holds_the_best_validation_epoch(tmp_path):
 # --- images at the API's entry points -----------------------------------------------------------
 
 
-def test_nan_images_are_refused_by_the_models():
+def test_nan_images_are_refused_by_the_models_in_eval_mode():
     images = torch.rand(2, 3, 32, 32)
     images[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="expected images without NaN values, got 1 NaN values"):
-        build_model(SMALL)(images)
+        build_model(SMALL).eval()(images)
 
 
 def test_float64_images_are_refused_with_the_fix():

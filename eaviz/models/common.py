@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from eaviz._checks import check_feature_map, check_float_tensor, check_images
+from eaviz._checks import check_image_tensor, check_images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,8 +30,7 @@ class Normalize(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.training:
-            check_feature_map(images, self.mean.shape[1], "images")
-            check_float_tensor(images, "images")
+            check_image_tensor(images, "images", self.mean.shape[1])
         else:
             check_images(images)
         return (images - self.mean) / self.std
