@@ -2,11 +2,12 @@
 
     init_whitening(model, 5,000 training images)
     for epoch in range(epochs):
-        for images, labels in batches:               # translate by 2 px, alternating flip
-            loss = label_smoothed_cross_entropy(model(images), labels).sum()
-            loss.backward(); sgd_nesterov.step()     # triangle lr; BN biases at 64x the lr
-            every 5 steps: lookahead(model)          # pull the weights toward a slow average
-        evaluate(), save a checkpoint
+        train_one_epoch():                           # eaviz.train's loop
+            for images, labels in batches:           # translate by 2 px, alternating flip
+                loss = label_smoothed_cross_entropy(model(images), labels)
+                loss.backward(); sgd_nesterov.step() # triangle lr; BN biases at 64x the lr
+                every 5 steps: lookahead(model)      # pull the weights toward a slow average
+        evaluate(), save_state()
 
 The learning rate and weight decay are given per 1,024 summed examples and divided by the
 step size momentum amounts to, as airbench does, so that changing momentum or batch size
@@ -16,12 +17,15 @@ does not change how far a step goes. ``python -m eaviz fast train|compare|costs`
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import shlex
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,8 +35,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from eaviz import __version__
-from eaviz._io import atomic_save, atomic_write_text, read_checkpoint
+from eaviz._io import atomic_save, atomic_write_text
 from eaviz.attention import MIXERS
 from eaviz.card import make_card, write_card
 from eaviz.data.dataset import ImageDataset
@@ -40,7 +43,7 @@ from eaviz.data.loader import FLIPS, BatchLoader
 from eaviz.models.fast_classifier import FastClassifier, FastClassifierConfig, init_whitening
 from eaviz.paths import user_dir, writable_folder
 from eaviz.profile import resolve_device, seed_everything
-from eaviz.train import History, evaluate
+from eaviz.train import History, TrainingState, evaluate, restore_state, save_state, train_one_epoch
 
 LOOKAHEAD_EVERY = 5
 COMPARED = ("external", "multihead_external", "self", "none")
@@ -84,38 +87,109 @@ def triangle(progress: float, start: float = 0.2, peak: float = 0.23, end: float
 
 
 def make_optimizer(model: FastClassifier, config: FastRecipeConfig) -> torch.optim.SGD:
-    """Nesterov SGD with airbench's scaling: a summed loss and ``lr`` per 1,024 examples.
+    """Nesterov SGD with airbench's scaling: ``lr`` per 1,024 examples of summed loss.
 
-    PyTorch's SGD multiplies weight decay by the learning rate, so each group's decay is
-    divided by its rate: every parameter then decays by the same amount per step.
+    The loss is the batch mean, so the rate per summed example is multiplied by the batch
+    size. PyTorch's SGD multiplies weight decay by the learning rate, so each group's decay
+    is divided by its rate: every parameter then decays by the same amount per step, except
+    the mixers' own parameters (memories, attention projections) and their blocks' output BN,
+    which do not decay: decayed, the memories shrank and the attention went flat. The groups
+    carry their role as ``"name"`` (see :meth:`FastClassifier.parameter_groups`).
     """
     kilostep = 1024 * (1 + 1 / (1 - config.momentum))
-    lr = config.lr / kilostep
+    lr = config.lr * config.batch_size / kilostep
     decay = config.weight_decay * config.batch_size / kilostep
     lr_bias = lr * config.bias_scaler
     groups = model.parameter_groups()
     return torch.optim.SGD(
         [
-            {"params": groups["norm_biases"], "lr": lr_bias, "weight_decay": decay / lr_bias, "base_lr": lr_bias},
-            {"params": groups["other"], "lr": lr, "weight_decay": decay / lr, "base_lr": lr},
+            {"name": "norm_biases", "params": groups["norm_biases"], "lr": lr_bias, "weight_decay": decay / lr_bias},
+            {"name": "whiten_bias", "params": groups["whiten_bias"], "lr": lr, "weight_decay": decay / lr},
+            {"name": "mixers", "params": groups["mixers"], "lr": lr, "weight_decay": 0.0},
+            {"name": "other", "params": groups["other"], "lr": lr, "weight_decay": decay / lr},
         ],
         momentum=config.momentum,
         nesterov=True,
     )
 
 
-class Lookahead:
-    """A slow copy of the weights (and BN statistics): ``slow += (1 - decay) (fast - slow); fast = slow``."""
+class RecipeClock:
+    """How far a run has come, in [0, 1]: optimizer steps out of ``total_steps``, or, with a
+    time budget, seconds of training spent out of ``budget_s`` (timed per epoch by :meth:`timing`).
+    """
 
-    def __init__(self, model: nn.Module) -> None:
-        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+    def __init__(self, total_steps: int, budget_s: float | None = None) -> None:
+        self.total_steps, self.budget_s = total_steps, budget_s
+        self.spent_s, self._started = 0.0, None
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        """Count the time inside the block as training time."""
+        self._started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent_s += time.perf_counter() - self._started
+            self._started = None
+
+    def progress(self, step: int) -> float:
+        if self.budget_s is None:
+            return step / self.total_steps
+        running = time.perf_counter() - self._started if self._started is not None else 0.0
+        return min(1.0, (self.spent_s + running) / self.budget_s)
+
+    def out_of_time(self) -> bool:
+        return self.budget_s is not None and self.progress(0) >= 1.0
+
+
+def make_schedule(
+    optimizer: torch.optim.SGD, config: FastRecipeConfig, clock: RecipeClock
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The :func:`triangle` learning rate over the clock's progress; the whitening bias's rate
+    drops to 0 (it freezes) after ``whiten_bias_fraction`` of the run."""
+
+    def rate(step: int) -> float:
+        return triangle(clock.progress(step))
+
+    def whiten_rate(step: int) -> float:
+        now = clock.progress(step)
+        return triangle(now) if now < config.whiten_bias_fraction else 0.0
+
+    rates = {"whiten_bias": whiten_rate}
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [rates.get(g["name"], rate) for g in optimizer.param_groups])
+
+
+class Lookahead(nn.Module):
+    """A slow copy of the weights (and BN statistics): every ``every`` steps
+    ``slow += (1 - decay) (fast - slow); fast = slow``, with ``decay = lookahead_decay(progress)``.
+
+    Has :class:`~torch.optim.swa_utils.AveragedModel`'s interface (``module`` is the slow copy,
+    ``n_averaged`` counts the steps, ``update_parameters`` follows each step), so
+    :func:`eaviz.train.train_one_epoch` runs it and :func:`eaviz.train.save_state` saves it.
+    On the last step (progress 1) the fast weights take the slow ones.
+    """
+
+    def __init__(self, model: nn.Module, clock: RecipeClock | None = None, every: int = LOOKAHEAD_EVERY) -> None:
+        super().__init__()
+        self.module = copy.deepcopy(model).requires_grad_(False)
+        self.register_buffer("n_averaged", torch.zeros((), dtype=torch.long))
+        self.clock, self.every = clock, every
 
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float) -> None:
-        state = model.state_dict()
-        for key, slow in self.slow.items():
-            slow.lerp_(state[key], 1 - decay)
-            state[key].copy_(slow)
+        fast = model.state_dict()
+        for key, slow in self.module.state_dict().items():
+            if slow.is_floating_point():
+                slow.lerp_(fast[key], 1 - decay)
+                fast[key].copy_(slow)
+
+    def update_parameters(self, model: nn.Module) -> None:
+        self.n_averaged += 1
+        now = self.clock.progress(int(self.n_averaged))
+        if now >= 1.0:
+            self.update(model, 1.0)
+        elif self.n_averaged % self.every == 0:
+            self.update(model, lookahead_decay(now))
 
 
 def lookahead_decay(progress: float) -> float:
@@ -168,10 +242,11 @@ def train_fast(
 ) -> History:
     """Train ``model`` with the fast recipe, evaluating ``val_set`` after every epoch.
 
-    The schedule (learning rate, lookahead, when the whitening bias freezes) follows the
-    progress of the run: steps done out of ``epochs`` worth, or, with ``time_budget_s``,
-    seconds of training spent out of the budget (then ``epochs`` is only an upper bound and
-    the last epoch may end early). With ``out``, writes ``out/last.pt`` after every epoch;
+    The epochs are :func:`eaviz.train.train_one_epoch` with this recipe's optimizer, schedule
+    and lookahead. The schedule follows the progress of the run (:class:`RecipeClock`): steps
+    done out of ``epochs`` worth, or, with ``time_budget_s``, seconds of training spent out
+    of the budget (then ``epochs`` is only an upper bound and the last epoch may end early).
+    With ``out``, writes ``out/last.pt`` after every epoch (:func:`eaviz.train.save_state`);
     ``resume`` continues from one; ``stop_after`` ends this call after that many epochs.
     """
     device = resolve_device(config.device)
@@ -197,93 +272,49 @@ def train_fast(
     )
     if len(batches) == 0:
         raise ValueError(f"expected at least one batch: {len(train_set)} images, batch_size {config.batch_size}")
+    clock = RecipeClock(config.epochs * len(batches), config.time_budget_s)
     optimizer = make_optimizer(model, config)
-    total = config.epochs * len(batches)
-    lookahead = Lookahead(model) if config.lookahead else None
-    history, step, start_epoch, spent = History(), 0, 0, 0.0
+    scheduler = make_schedule(optimizer, config, clock)
+    lookahead = Lookahead(model, clock) if config.lookahead else None
+    state = TrainingState(model, optimizer, scheduler, batches, lookahead)
     if resume is not None:
-        state = read_checkpoint(resume, map_location=device)
-        if state["train_config"] != asdict(config) or state["config"] != model.config.to_dict():
-            raise ValueError("resume needs the model and recipe configs the run started with")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if lookahead is not None:
-            lookahead.slow = state["lookahead"]
-        batches.generator.set_state(state["rng"]["loader"].cpu())
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        history, step, start_epoch = History(state["history"]), state["step"], state["epoch"]
-        spent = sum(row["seconds"] for row in history.epochs)
-        batches.epoch = start_epoch
-
-    def progress(started: float) -> float:
-        if config.time_budget_s is None:
-            return step / total
-        return min(1.0, (spent + time.perf_counter() - started) / config.time_budget_s)
-
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing, reduction="sum")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
-    done = False
-    last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
-    for epoch in range(start_epoch, last_epoch):
-        if done:
+        restore_state(resume, state, config, train_set)
+        clock.spent_s = sum(row["seconds"] for row in state.history.epochs)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    last_epoch = config.epochs if stop_after is None else min(config.epochs, state.epoch + stop_after)
+    for epoch in range(state.epoch + 1, last_epoch + 1):
+        if clock.progress(scheduler.last_epoch) >= 1.0:
             break
-        model.train()
-        started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress_bar, leave=False)
-        for images, targets in bar:
-            now = progress(started)
-            model.whiten.bias.requires_grad_(now < config.whiten_bias_fraction)
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * triangle(now)
-            with autocast:
-                loss = criterion(model(images).float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            loss_sum += loss.detach()  # stays on the device: no sync per step
-            seen += len(images)
-            now = progress(started)
-            done = now >= 1.0
-            if lookahead is not None and (step % LOOKAHEAD_EVERY == 0 or done):
-                lookahead.update(model, 1.0 if done else lookahead_decay(now))
-            if done:
-                break
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - started
-        spent += seconds
+        with clock.timing():
+            done = train_one_epoch(
+                model,
+                batches,
+                optimizer,
+                scheduler,
+                criterion,
+                ema=lookahead,
+                amp=config.amp,
+                progress=progress_bar,
+                desc=f"epoch {epoch}/{config.epochs}",
+                until=clock.out_of_time,
+            )
         row = {
-            "epoch": epoch + 1,
-            "steps": step,
-            "train_loss": loss_sum.item() / seen,
-            "seconds": seconds,
-            "images_per_s": seen / seconds,
+            "epoch": epoch,
+            "steps": scheduler.last_epoch,
+            "train_loss": done["loss_sum"].item() / done["seen"],
+            "seconds": done["seconds"],
+            "images_per_s": done["seen"] / done["seconds"],
         }
         if val_set is not None:
             metrics = evaluate(model, val_set, device=device, amp=config.amp)
-            row.update({f"val_{key}": value for key, value in metrics.items()})
-        history.epochs.append(row)
+            row.update({f"val_{key}": value for key, value in metrics.items() if not isinstance(value, (dict, list))})
+            row["val_metrics"] = metrics
+        state.history.epochs.append(row)
         if progress_bar:
-            tqdm.write(f"epoch {epoch + 1}: {({k: round(v, 4) for k, v in row.items()})}")
+            tqdm.write(f"epoch {epoch}: {({k: round(v, 4) for k, v in row.items() if isinstance(v, float)})}")
         if out is not None:
-            atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "lookahead": lookahead.slow if lookahead is not None else None,
-                    "optimizer": optimizer.state_dict(),
-                    "rng": {"loader": batches.generator.get_state(), "torch": torch.get_rng_state()},
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "history": history.epochs,
-                    "config": model.config.to_dict(),
-                    "train_config": asdict(config),
-                    "dataset": train_set.name,
-                    "eaviz_version": __version__,
-                },
-                Path(out) / "last.pt",
-            )
-    return history
+            save_state(Path(out) / "last.pt", state, config, train_set)
+    return state.history
 
 
 def count_flops(model: nn.Module) -> int:

@@ -24,6 +24,7 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -264,7 +265,11 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
 
 @dataclass
 class TrainingState:
-    """Everything a run changes as it trains: saved after each epoch, enough to continue it exactly."""
+    """Everything a run changes as it trains: saved after each epoch, enough to continue it exactly.
+
+    ``ema``: an :class:`~torch.optim.swa_utils.AveragedModel`, or anything with its interface
+    (``module``, ``n_averaged``, ``update_parameters``), such as the fast recipe's lookahead.
+    """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -289,8 +294,12 @@ def _data_record(dataset: ImageDataset) -> dict:
     return {"name": dataset.name, "split": dataset.info.get("split"), "size": len(dataset)}
 
 
-def save_state(path: str | Path, state: TrainingState, config: TrainConfig, dataset: ImageDataset) -> Path:
-    """Write ``state`` atomically to ``path`` (``last.pt``), with the configs and data it belongs to."""
+def save_state(path: str | Path, state: TrainingState, config: Any, dataset: ImageDataset) -> Path:
+    """Write ``state`` atomically to ``path`` (``last.pt``), with the configs and data it belongs to.
+
+    config: the run's settings dataclass (:class:`TrainConfig`, or another recipe's, such as
+    :class:`eaviz.fast_recipe.FastRecipeConfig`).
+    """
     device = state.batches.device
     payload = {
         "model": state.model.state_dict(),
@@ -320,7 +329,7 @@ def _differences(saved: dict, given: dict, ignore: tuple[str, ...] = ()) -> dict
     return {k: (saved.get(k), v) for k, v in given.items() if k not in ignore and saved.get(k) != v}
 
 
-def _check_resumable(checkpoint: dict, path: Path, state: TrainingState, config: TrainConfig, dataset) -> None:
+def _check_resumable(checkpoint: dict, path: Path, state: TrainingState, config: Any, dataset: ImageDataset) -> None:
     """A run resumes only with the settings and data it started with (the device may change)."""
     if "train_config" not in checkpoint or "optimizer" not in checkpoint:
         raise ValueError(
@@ -329,7 +338,9 @@ def _check_resumable(checkpoint: dict, path: Path, state: TrainingState, config:
         )
     changed = _differences(checkpoint["train_config"], asdict(config), ignore=("device",))
     if changed:
-        raise ValueError(f"resume needs the TrainConfig the run started with; these differ (saved, given): {changed}")
+        raise ValueError(
+            f"resume needs the {type(config).__name__} the run started with; these differ (saved, given): {changed}"
+        )
     if checkpoint["config"] != state.model.config.to_dict():
         changed = _differences(checkpoint["config"], state.model.config.to_dict())
         raise ValueError(f"resume needs the model config the run started with; these differ (saved, given): {changed}")
@@ -342,7 +353,7 @@ def _check_resumable(checkpoint: dict, path: Path, state: TrainingState, config:
         )
 
 
-def restore_state(path: str | Path, state: TrainingState, config: TrainConfig, dataset: ImageDataset) -> dict:
+def restore_state(path: str | Path, state: TrainingState, config: Any, dataset: ImageDataset) -> dict:
     """Load a ``last.pt`` written by :func:`save_state` into ``state``, after checking it belongs to this run.
 
     Restores weights, optimizer, schedule, EMA, history and every random generator, so the
@@ -399,11 +410,14 @@ def train_one_epoch(
     amp: bool = True,
     progress: bool = False,
     desc: str = "train",
+    until: Callable[[], bool] | None = None,
 ) -> dict:
     """One pass over ``batches``: forward, loss, backward, optimizer and schedule step, EMA update.
 
     ``step_model`` runs the forward pass when ``model`` is wrapped (DDP, torch.compile); the
-    EMA follows ``model``. Returns ``{"loss_sum", "seen", "seconds"}`` for this process, the
+    EMA follows ``model`` (anything with ``update_parameters(model)``, e.g. a lookahead).
+    ``until``, asked after every step, ends the pass early when it returns True (a time
+    budget). Returns ``{"loss_sum", "seen", "seconds"}`` for this process, the
     loss summed over images as a tensor on the device (the loop never waits for a sync).
     """
     step_model = step_model if step_model is not None else model
@@ -424,6 +438,8 @@ def train_one_epoch(
         seen += len(images)
         if not bar.disable and step % 50 == 0:  # a disabled bar never counts, so test the step
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
+        if until is not None and until():
+            break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return {"loss_sum": loss_sum, "seen": seen, "seconds": time.perf_counter() - started}

@@ -11,10 +11,12 @@ from eaviz.data import load_dataset
 from eaviz.fast_recipe import (
     FastRecipeConfig,
     Lookahead,
+    RecipeClock,
     comparison_table,
     compact_state,
     lookahead_decay,
     make_optimizer,
+    make_schedule,
     predict_tta,
     ship,
     train_command,
@@ -63,10 +65,15 @@ def test_every_mixer_gets_the_same_block_projections():
     assert all(s == shapes[0] for s in shapes) and "conv_in.weight" in shapes[0] and "bn_out.weight" in shapes[0]
 
 
-def test_mixer_block_starts_as_the_identity():
-    block = MixerBlock2d(16, "external", memory_units=8)
-    x = torch.randn(2, 16, 4, 4)
-    assert torch.equal(block(x), x)
+def test_the_mixers_and_their_output_norm_learn_without_weight_decay():
+    model = FastClassifier(small(mixer="external"))
+    groups = {group["name"]: group for group in make_optimizer(model, FastRecipeConfig()).param_groups}
+    block = model.trunk.mix2
+    undecayed = {id(p) for p in groups["mixers"]["params"]}
+    assert {id(block.mixer.mk.weight), id(block.mixer.mv.weight), id(block.bn_out.weight)} <= undecayed
+    assert groups["mixers"]["weight_decay"] == 0 and groups["other"]["weight_decay"] > 0
+    assert id(block.conv_in.weight) in {id(p) for p in groups["other"]["params"]}
+    assert torch.equal(block.bn_out.weight, torch.ones(16))  # EANet's start, not a zero (identity) start
 
 
 def test_mixer_block_returns_the_map_when_asked():
@@ -118,9 +125,25 @@ def test_trunk_batchnorms_learn_only_their_bias_in_a_group_of_their_own():
 
 def test_optimizer_gives_the_norm_biases_bias_scaler_times_the_learning_rate():
     optimizer = make_optimizer(FastClassifier(small()), FastRecipeConfig(bias_scaler=64.0))
-    biases, other = optimizer.param_groups
+    groups = {group["name"]: group for group in optimizer.param_groups}
+    biases, other = groups["norm_biases"], groups["other"]
     assert biases["lr"] == pytest.approx(64 * other["lr"])
     assert biases["lr"] * biases["weight_decay"] == pytest.approx(other["lr"] * other["weight_decay"])
+
+
+def test_the_whitening_bias_learns_for_its_fraction_of_the_run_then_freezes():
+    model = FastClassifier(small())
+    config = FastRecipeConfig(whiten_bias_fraction=0.3)
+    optimizer = make_optimizer(model, config)
+    scheduler = make_schedule(optimizer, config, RecipeClock(total_steps=10))
+    rates = []
+    for _ in range(10):
+        groups = {group["name"]: group["lr"] for group in optimizer.param_groups}
+        rates.append((groups["whiten_bias"], groups["other"]))
+        optimizer.step()
+        scheduler.step()
+    assert all(whiten == other > 0 for whiten, other in rates[:3])
+    assert all(whiten == 0 < other for whiten, other in rates[3:])
 
 
 def test_triangle_rises_from_start_to_one_at_the_peak_then_falls_to_end():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch.autograd import DeviceType
@@ -24,8 +27,15 @@ def bench_device(device: str) -> torch.device:
 
 def time_call(fn: Callable[[], object], *, min_run_time: float) -> float:
     """Median seconds per call of ``fn`` from ``torch.utils.benchmark`` (warm-up included, CUDA synchronised)."""
-    # Imported here: it loads torch.utils.cpp_extension, slow to import and noisy without CUDA.
-    from torch.utils import benchmark
+    # Imported here: it loads torch.utils.cpp_extension, slow to import and, without CUDA, it
+    # logs a "No CUDA runtime is found" warning that says nothing about the CPU benchmark.
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        logger.setLevel(level)
 
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median
@@ -55,7 +65,7 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
         fn()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = prof.profiler.kineto_results.events()
     memory = [e for e in events if e.name() == "[memory]" and e.device_type() == DeviceType.CPU]
@@ -64,3 +74,20 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
         allocated += event.nbytes()
         peak = max(peak, allocated)
     return peak
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send what C++ code writes to file descriptor 2 to /dev/null inside the block.
+
+    The profiler's native layer prints a note at every start and stop (and, without a GPU,
+    that it found none); in a notebook those lines would bury the benchmark's table.
+    """
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -118,7 +118,9 @@ class MixerBlock2d(nn.Module):
 
     x: (B, C, H, W) -> (B, C, H, W); the mixer sees tokens (B, H*W, C) and, asked with
     ``return_attn=True``, the block returns its map too (for ``"none"``: None).
-    The output BN starts at scale 0, so the block starts as the identity.
+    The output BN starts at PyTorch's (and EANet's) scale 1. A zero start, the usual trick
+    that makes a residual block the identity at first, left the mixers unused: their output
+    scale stayed near 0 for the whole run (chapter 9 shows the measurement).
     """
 
     def __init__(self, channels: int, mixer: str, **mixer_kwargs) -> None:
@@ -128,7 +130,6 @@ class MixerBlock2d(nn.Module):
         self.mixer = make_mixer(mixer, channels, **mixer_kwargs)
         self.conv_out = nn.Conv2d(channels, channels, 1, bias=False)
         self.bn_out = nn.BatchNorm2d(channels)
-        nn.init.zeros_(self.bn_out.weight)
 
     def forward(self, x: torch.Tensor, return_attn: bool = False):
         check_feature_map(x, self.channels)
@@ -185,11 +186,18 @@ class FastClassifier(nn.Module):
         return self.head(self.pool(self.features(images))) * self.config.logit_scale
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable parameters by role: ``"norm_biases"`` (the trunk's BN biases) and ``"other"``."""
-        norm_biases = [m.bias for m in self.modules() if isinstance(m, BatchNorm)]
-        taken = {id(p) for p in norm_biases}
-        other = [p for p in self.parameters() if p.requires_grad and id(p) not in taken]
-        return {"norm_biases": norm_biases, "other": other}
+        """Trainable parameters by role: ``"norm_biases"`` (the trunk's BN biases),
+        ``"whiten_bias"`` (the whitening convolution's bias), ``"mixers"`` (every mixer's own
+        parameters, e.g. the memories, and its block's output BN) and ``"other"``."""
+        blocks = [m for m in self.modules() if isinstance(m, MixerBlock2d)]
+        groups = {
+            "norm_biases": [m.bias for m in self.modules() if isinstance(m, BatchNorm)],
+            "whiten_bias": [self.whiten.bias],
+            "mixers": [p for b in blocks for p in [*b.mixer.parameters(), *b.bn_out.parameters()]],
+        }
+        taken = {id(p) for group in groups.values() for p in group}
+        groups["other"] = [p for p in self.parameters() if p.requires_grad and id(p) not in taken]
+        return groups
 
 
 def patch_whitening(images: torch.Tensor, kernel: int, eps: float = 5e-4) -> torch.Tensor:
