@@ -92,6 +92,12 @@ def test_peak_memory_on_the_cpu_counts_a_temporary_that_is_freed_again():
     assert bench.peak_memory_bytes(make_and_drop, torch.device("cpu")) >= 2**20
 
 
+def test_measuring_cpu_memory_prints_nothing_to_stderr(capfd):
+    bench.peak_memory_bytes(lambda: torch.ones(1000) + 1, torch.device("cpu"))
+    bench.time_call(lambda: torch.ones(10) + 1, min_run_time=0.001)
+    assert capfd.readouterr().err == ""  # no profiler start/stop notes, no "No CUDA runtime" warning
+
+
 def test_bench_attention_rejects_an_unknown_dtype():
     with pytest.raises(ValueError, match=r"expected dtype to be one of \['bfloat16', 'float32'\], got 'float16'"):
         bench.bench_attention((16,), dtype="float16", out=None, **TINY)
