@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
+from eaviz._flags import Parser, add_field_flag, build_config
 from eaviz._io import atomic_save, atomic_write_text
 from eaviz.attention import MIXERS
 from eaviz.card import make_card, write_card
@@ -47,36 +48,40 @@ from eaviz.train import History, TrainingState, evaluate, restore_state, save_st
 
 LOOKAHEAD_EVERY = 5
 COMPARED = ("external", "multihead_external", "self", "none")
+FLAG_NAMES = {"time_budget_s": "--time-budget"}  # flags not named after their field
 
 
 @dataclass
 class FastRecipeConfig:
     """Training settings of the fast recipe; a checkpoint stores them next to the model's config."""
 
-    epochs: int = 10
-    batch_size: int = 1024
-    lr: float = 11.5  # per 1,024 examples of summed loss
-    momentum: float = 0.85
+    epochs: int = 10  # the schedule's length in epochs (an upper bound with time_budget_s)
+    batch_size: int = 1024  # images per step
+    lr: float = 11.5  # learning rate per 1,024 examples of summed loss
+    momentum: float = 0.85  # Nesterov momentum
     weight_decay: float = 0.0153  # per 1,024 examples, decoupled from the learning rate
     bias_scaler: float = 64.0  # the BN biases learn this much faster (weight decay unchanged)
-    label_smoothing: float = 0.2
+    label_smoothing: float = 0.2  # weight of the uniform target mixed into the one-hot one
     whiten_bias_fraction: float = 0.3  # the whitening conv's bias learns for this part of the run, then freezes
-    whiten_images: int = 5000
-    translate: int = 2
-    flip: str = "alternating"
-    lookahead: bool = True
+    whiten_images: int = 5000  # training images the whitening filters are computed from
+    translate: int = 2  # largest random shift of an image, in pixels (reflect padding)
+    flip: str = "alternating"  # horizontal flips: "alternating" (every image switches each epoch) or "random"
+    lookahead: bool = True  # every 5 steps pull the weights toward a slow average
     train_limit: int | None = None  # train on this many images (spread over the set), for short comparisons
     time_budget_s: float | None = None  # schedule over this many seconds of training instead of ``epochs``
     amp: bool = True  # bf16 autocast on CUDA; the CPU stays in fp32 (its bf16 is much slower)
-    channels_last: bool = True
-    seed: int = 0
-    device: str = "auto"
+    channels_last: bool = True  # keep images and activations in channels-last memory order
+    seed: int = 0  # seeds the weights, the whitening sample and the batches
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"expected epochs >= 1 and batch_size >= 1, got {self.epochs} and {self.batch_size}")
         if self.flip not in FLIPS:
             raise ValueError(f"expected flip to be one of {FLIPS}, got {self.flip!r}")
+
+
+RECIPE_FLAGS = tuple(f.name for f in fields(FastRecipeConfig) if f.name != "seed")  # seed: --seed / --seeds
 
 
 def triangle(progress: float, start: float = 0.2, peak: float = 0.23, end: float = 0.07) -> float:
@@ -412,13 +417,23 @@ def summary_row(card: dict) -> dict:
 
 
 def train_command(mixer: str, config: FastRecipeConfig, name: str) -> str:
-    """The ``python -m eaviz fast train`` command that reproduces one run and ships it as ``name``."""
-    flags = f"--mixer {mixer} --seed {config.seed} --epochs {config.epochs} --batch-size {config.batch_size}"
-    if config.time_budget_s is not None:
-        flags += f" --time-budget {config.time_budget_s:g}"
-    if config.train_limit is not None:
-        flags += f" --train-limit {config.train_limit}"
-    return f"python -m eaviz fast train {flags} --ship {name}"
+    """The ``python -m eaviz fast train`` command that reproduces one run and ships it as ``name``.
+
+    Every recipe setting that differs from its default becomes a flag (the device does not:
+    the run may be reproduced on another one).
+    """
+    flags = [f"--mixer {mixer}", f"--seed {config.seed}"]
+    defaults = FastRecipeConfig()
+    for name_ in RECIPE_FLAGS:
+        value = getattr(config, name_)
+        if name_ == "device" or value == getattr(defaults, name_):
+            continue
+        flag = FLAG_NAMES.get(name_, "--" + name_.replace("_", "-"))
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag.removeprefix("--"))
+        else:
+            flags.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return f"python -m eaviz fast train {' '.join(flags)} --ship {name}"
 
 
 def ship(model: FastClassifier, card: dict, *, folder: str | Path | None = None) -> Path:
@@ -538,12 +553,12 @@ def model_costs(mixers: list[str]) -> list[dict]:
 
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
-    defaults = FastRecipeConfig()
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"(default: {defaults.epochs})")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--time-budget", type=float, metavar="SECONDS", help="schedule over this much training time")
-    parser.add_argument("--train-limit", type=int, help="train on this many images, spread over the 45,000")
-    parser.add_argument("--device", default="auto")
+    """One flag per field of :class:`FastRecipeConfig` (its comment is the help), and --data-root."""
+    group = parser.add_argument_group("recipe (FastRecipeConfig)")
+    for name in RECIPE_FLAGS:
+        flag = FLAG_NAMES.get(name)
+        choices = FLIPS if name == "flip" else None
+        add_field_flag(group, {FastRecipeConfig: name}, name, options=(flag,) if flag else None, choices=choices)
     parser.add_argument("--data-root", metavar="DIR", help="folder that holds cifar10-train (default: $EAVIZ_DATA)")
 
 
@@ -556,19 +571,16 @@ def _folder_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace, seed: int) -> FastRecipeConfig:
-    return FastRecipeConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        time_budget_s=args.time_budget,
-        train_limit=args.train_limit,
-        device=args.device,
-        seed=seed,
-    )
+def _config(parser: argparse.ArgumentParser, args: argparse.Namespace, seed: int) -> FastRecipeConfig:
+    """The recipe from the flags given (the rest keep their defaults); a refused value is a parser error."""
+    given = {name: getattr(args, name) for name in RECIPE_FLAGS if getattr(args, name) is not None}
+    flag_of = {name: FLAG_NAMES.get(name, "--" + name.replace("_", "-")) for name in RECIPE_FLAGS}
+    return build_config(FastRecipeConfig, {**given, "seed": seed}, parser, flag_of)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eaviz fast", description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags of ``python -m eaviz fast``; for train and compare, ``.recipe`` holds the FastRecipeConfig."""
+    parser = Parser(prog="python -m eaviz fast", description=__doc__.splitlines()[0])
     actions = parser.add_subparsers(dest="action", required=True)
     one = actions.add_parser("train", help="train one model; --ship NAME writes NAME.pt and its card")
     one.add_argument("--mixer", default="external", choices=sorted(MIXERS))
@@ -592,13 +604,20 @@ def main(argv: list[str] | None = None) -> int:
     costs.add_argument("--mixers", nargs="+", default=list(COMPARED), choices=sorted(MIXERS))
     costs.add_argument("--json", required=True, metavar="FILE", help="where to write the results (.json; .md beside)")
     args = parser.parse_args(argv)
+    if args.action != "costs":
+        args.recipe = _config(parser, args, args.seed if args.action == "train" else 0)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     command = "python -m eaviz fast " + shlex.join(sys.argv[2:] if argv is None else argv)
     return _run(args, command)  # errors reach eaviz.cli.main, which prints them on one line
 
 
 def _run(args: argparse.Namespace, command: str) -> int:
     if args.action == "train":
-        config = _config(args, args.seed)
+        config = args.recipe
         if args.ship:
             writable_folder(args.checkpoint_dir or user_dir("checkpoints"), argument="--checkpoint-dir")
         model, card = run(
@@ -624,7 +643,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
         atomic_write_text("\n".join(lines) + "\n", path.with_suffix(".md"))
         print("\n".join(lines))
         return 0
-    config = _config(args, 0)
+    config = args.recipe
     rows = compare(
         args.mixers, args.seeds, config, root=args.data_root, ship_mixers=tuple(args.ship), folder=args.checkpoint_dir
     )

@@ -1,6 +1,8 @@
 """Specs for the airbench-style FastClassifier and its fast training recipe."""
 
+import dataclasses
 import os
+import shlex
 
 import pytest
 import torch
@@ -17,6 +19,7 @@ from eaviz.fast_recipe import (
     lookahead_decay,
     make_optimizer,
     make_schedule,
+    parse_args,
     predict_tta,
     ship,
     train_command,
@@ -270,6 +273,24 @@ def test_train_command_reproduces_the_run_it_ships():
         "python -m eaviz fast train --mixer self --seed 1 --epochs 3 --batch-size 256 --time-budget 100 "
         "--ship cifar10-self"
     )
+
+
+def test_train_command_parses_back_into_the_recipe_it_describes():
+    config = FastRecipeConfig(epochs=4, batch_size=64, lr=5.0, lookahead=False, flip="random", time_budget_s=30, seed=2)
+    args = parse_args(shlex.split(train_command("external", config, "x"))[4:])
+    assert args.recipe == config and args.mixer == "external" and args.ship == "x"
+
+
+def test_every_recipe_setting_has_a_flag_documented_by_its_field_comment(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["train", "--help"])
+    shown = capsys.readouterr().out
+    for field in dataclasses.fields(FastRecipeConfig):
+        name = field.name.replace("_", "-")
+        flag = f"--no-{name}" if field.default is True else f"--{name}"
+        flag = {"time_budget_s": "--time-budget"}.get(field.name, flag)
+        assert flag in shown, field.name
+    assert "largest random shift of an image" in shown  # the comment beside FastRecipeConfig.translate
 
 
 def test_ship_writes_a_loadable_fp16_checkpoint_and_its_card_into_the_folder(tmp_path):
