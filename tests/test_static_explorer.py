@@ -26,7 +26,7 @@ def images(n: int = 3) -> torch.Tensor:
     return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-def png_size(data: bytes) -> tuple[int, int]:
+def image_size(data: bytes) -> tuple[int, int]:
     return Image.open(io.BytesIO(data)).size
 
 
@@ -48,7 +48,7 @@ def test_the_layer_menu_is_linked_in_the_browser_to_the_layer_stack():
 
 def test_panels_are_at_least_128_pixels_high_by_default():
     explorer = static_memory_explorer(tiny_classifier(), images(2))
-    width, height = png_size(explorer.explorers["blocks.0.mixer"].frames[0])
+    width, height = image_size(explorer.explorers["blocks.0.mixer"].frames[0])
     assert height >= 128 and width >= 2 * 128
 
 
@@ -59,7 +59,7 @@ def test_units_of_a_layer_share_one_colour_scale_with_a_colour_bar():
     for layer, (vmin, vmax) in explorer.scales.items():
         assert vmin == 0.0 and vmax == pytest.approx(float(record[layer].max()))
         side = explorer.explorers[layer].children[1].children[1]
-        assert isinstance(side, widgets.Image) and png_size(side.value)[1] >= 96
+        assert isinstance(side, widgets.Image) and image_size(side.value)[1] >= 96
 
 
 def test_class_labels_and_wrong_predictions_are_written_under_the_images():
@@ -70,7 +70,7 @@ def test_class_labels_and_wrong_predictions_are_written_under_the_images():
     with_labels = static_memory_explorer(model, x, labels=predicted, classes=classes)
     without = static_memory_explorer(model, x)
     labelled, plain = with_labels.explorers["blocks.0.mixer"].frames[0], without.explorers["blocks.0.mixer"].frames[0]
-    assert png_size(labelled)[1] > png_size(plain)[1]
+    assert image_size(labelled)[1] > image_size(plain)[1]
     assert _panel_labels(wrong, classes, model(x), 2)[0] == f"class{int(wrong[0])}, pred class{int(predicted[0])}"
     assert _panel_labels(predicted, classes, model(x), 2)[0] == f"class{int(predicted[0])}"
 
@@ -97,5 +97,5 @@ def test_page_weight_counts_every_frame_and_the_stored_state():
     assert weight.images == len(frames) + 2  # and one colour bar per layer
     assert weight.image_bytes > sum(len(f) for f in frames)
     assert weight.state_bytes == len(json.dumps(dependency_state([explorer])))
-    assert weight.state_bytes > 4 / 3 * weight.image_bytes * 0.99  # PNGs are stored base64-encoded
+    assert weight.state_bytes > 4 / 3 * weight.image_bytes * 0.99  # images are stored base64-encoded
     assert "MB" in str(weight)

@@ -231,7 +231,7 @@ class AttentionExplorer:
         if query is not None:
             panels = [outline(panel, query, grid) for panel in panels]
         self.current_maps = maps.numpy()
-        self.image.value = png(strip(panels), small=False)
+        self.image.value = png(strip(panels))
         self.caption.value = f"{self._describe(output)} &middot; {name}: image, then {titles}"
         self._render_atlas()
 
@@ -258,7 +258,7 @@ class AttentionExplorer:
             for index, _, cell in atlas.top(unit):
                 thumb = draw_panel(self.dataset[index][0], height=self.panel // 2)
                 thumbs.append(outline(thumb, cell, atlas.grid))
-            self._atlas_strips[unit] = png(strip(thumbs), small=False)
+            self._atlas_strips[unit] = png(strip(thumbs))
         self.atlas_image.value = self._atlas_strips[unit]
         self.atlas_image.layout.display = None
         self.atlas_caption.value = f"images of the dataset that excite unit {unit} most (peak token outlined)"

@@ -1,4 +1,4 @@
-"""Static explorers for the website: one precomputed PNG frame per memory unit or query position.
+"""Static explorers for the website: one precomputed JPEG frame per memory unit or query position.
 
 Python callbacks do nothing on a static page, so a slider is linked in the browser
 (``jslink``) to a ``Stack`` of images; saved with the notebook's widget state, it stays
@@ -21,14 +21,14 @@ from torch import nn
 from eaviz._checks import check_positive_int
 from eaviz.viz.maps import check_image_batch, check_layer, check_query, check_units, query_map, unit_maps
 from eaviz.viz.record import capture_attention, layer_kind, mixer_names, reduce_heads
-from eaviz.widgets.frames import check_cmap, colourbar_png, draw_panel, outline, png, strip
+from eaviz.widgets.frames import check_cmap, colourbar_png, draw_panel, jpeg, outline, strip
 
 
 class StaticExplorer(widgets.VBox):
-    """A slider that flips through precomputed PNG frames in the browser, with no kernel.
+    """A slider that flips through precomputed JPEG frames in the browser, with no kernel.
 
     ``slider`` (IntSlider) is ``jslink``-ed (``link``) to ``stack.selected_index``; every
-    child of ``stack`` is an ``ipywidgets.Image`` holding one of ``frames`` (PNG bytes).
+    child of ``stack`` is an ``ipywidgets.Image`` holding one of ``frames`` (JPEG bytes).
     Saved with the notebook's widget state, it stays interactive on the static website.
     """
 
@@ -37,7 +37,7 @@ class StaticExplorer(widgets.VBox):
     ) -> None:
         super().__init__()
         self.frames = frames
-        self.stack = widgets.Stack([widgets.Image(value=frame, format="png") for frame in frames], selected_index=0)
+        self.stack = widgets.Stack([widgets.Image(value=frame, format="jpeg") for frame in frames], selected_index=0)
         self.slider = widgets.IntSlider(value=0, min=0, max=len(frames) - 1, description=description)
         self.link = widgets.jslink((self.slider, "value"), (self.stack, "selected_index"))
         shown = self.stack if side is None else widgets.HBox([self.stack, side])
@@ -58,9 +58,9 @@ def static_unit_explorer(
     """One frame per memory unit: all ``images`` in a row with that unit's map over them.
 
     images: (B, 3, H, W) in [0, 1], a handful (4-8); ``units``: default all S of ``layer``
-    (the deepest external-attention layer by default). Each frame is a PNG about
-    ``panel`` pixels high, captioned with its unit, of roughly 5-20 KB: 64 units of 6
-    images weigh about 1 MB in the notebook, so pass a subset for a lighter page.
+    (the deepest external-attention layer by default). Each frame is a JPEG about
+    ``panel`` pixels high, captioned with its unit, of roughly 3-12 KB: 64 units of 6
+    images weigh about half a MB in the notebook, so pass a subset for a lighter page.
     """
     images = check_image_batch(images)
     layer = check_layer(model, layer, "external")
@@ -72,7 +72,7 @@ def static_unit_explorer(
     frames = []
     for k, unit in enumerate(chosen):
         panels = [draw_panel(images[i], maps[i, k], height=panel, cmap=cmap, alpha=alpha) for i in range(len(images))]
-        frames.append(png(strip(panels, f"unit {unit} of {layer}"), small=True))
+        frames.append(jpeg(strip(panels, f"unit {unit} of {layer}")))
     description = "unit" if chosen == list(range(len(chosen))) else "frame"
     caption = f"{len(chosen)} memory units of {layer}: drag to flip"
     return StaticExplorer(frames, description=description, caption=caption)
@@ -110,7 +110,7 @@ def static_query_explorer(
             outline(draw_panel(images[i], maps[i], height=panel, cmap=cmap, alpha=alpha), query, grid)
             for i in range(len(images))
         ]
-        frames.append(png(strip(panels, f"query (row {query[0]}, col {query[1]}) of {layer}"), small=True))
+        frames.append(jpeg(strip(panels, f"query (row {query[0]}, col {query[1]}) of {layer}")))
     caption = f"{len(queries)} query positions of {layer}, row by row: drag to flip"
     return StaticExplorer(frames, description="frame", caption=caption)
 
@@ -181,7 +181,7 @@ def static_memory_explorer(
     One frame per unit, ``panel`` pixels high per image. All units of a layer share one colour
     scale, from 0 to the ``clip`` quantile of the layer's weights (so one hot spot does not wash
     out the rest), shown by a colour bar; compare units within a layer, not across layers.
-    Frames are 128-colour PNGs: :func:`page_weight` tells what the explorer adds to the page.
+    Frames are JPEGs: :func:`page_weight` tells what the explorer adds to the page.
     """
     images = check_image_batch(images)
     check_cmap(cmap)
@@ -211,7 +211,7 @@ def static_memory_explorer(
                 draw_panel(images[i], maps[i, unit], height=panel, cmap=cmap, alpha=alpha, vmin=0.0, vmax=vmax)
                 for i in range(len(images))
             ]
-            frames.append(png(strip(panels, f"unit {unit} of {layer}", labels=texts), small=True))
+            frames.append(jpeg(strip(panels, f"unit {unit} of {layer}", labels=texts)))
         bar = widgets.Image(value=colourbar_png(cmap, 0.0, vmax, height=panel, label="attention weight"), format="png")
         caption = f"{units} memory units on a {grid[0]}x{grid[1]} grid: drag to flip"
         explorers[layer] = StaticExplorer(frames, description="unit", caption=caption, side=bar)
@@ -221,8 +221,8 @@ def static_memory_explorer(
 
 @dataclass(frozen=True)
 class PageWeight:
-    """What a static widget adds to a page: ``images`` PNGs of ``image_bytes`` in all, and
-    ``state_bytes``, the JSON widget state that the notebook stores (PNGs base64-encoded)."""
+    """What a static widget adds to a page: ``images`` images of ``image_bytes`` in all, and
+    ``state_bytes``, the JSON widget state that the notebook stores (images base64-encoded)."""
 
     images: int
     image_bytes: int
@@ -230,7 +230,7 @@ class PageWeight:
 
     def __str__(self) -> str:
         return (
-            f"{self.images} PNG images, {self.image_bytes / 1e6:.2f} MB; "
+            f"{self.images} images, {self.image_bytes / 1e6:.2f} MB; "
             f"{self.state_bytes / 1e6:.2f} MB of widget state in the page"
         )
 
