@@ -84,6 +84,11 @@ class FastRecipeConfig:
 RECIPE_FLAGS = tuple(f.name for f in fields(FastRecipeConfig) if f.name != "seed")  # seed: --seed / --seeds
 
 
+def _flag(name: str) -> str:
+    """The command-line flag of recipe field ``name``: ``batch_size`` -> ``--batch-size``."""
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
 def triangle(progress: float, start: float = 0.2, peak: float = 0.23, end: float = 0.07) -> float:
     """Learning-rate factor at ``progress`` in [0, 1]: linear from ``start`` to 1 at ``peak``, then to ``end``."""
     if progress < peak:
@@ -428,7 +433,7 @@ def train_command(mixer: str, config: FastRecipeConfig, name: str) -> str:
         value = getattr(config, name_)
         if name_ == "device" or value == getattr(defaults, name_):
             continue
-        flag = FLAG_NAMES.get(name_, "--" + name_.replace("_", "-"))
+        flag = _flag(name_)
         if isinstance(value, bool):
             flags.append(flag if value else "--no-" + flag.removeprefix("--"))
         else:
@@ -442,7 +447,8 @@ def ship(model: FastClassifier, card: dict, *, folder: str | Path | None = None)
     folder: default ``$EAVIZ_HOME/checkpoints`` (else ``~/.cache/eaviz/checkpoints``); to ship
     a model with the package, give ``eaviz/checkpoints`` of a checkout.
     """
-    folder = writable_folder(user_dir("checkpoints") if folder is None else folder, argument="folder (--checkpoint-dir)")
+    folder = user_dir("checkpoints") if folder is None else folder
+    folder = writable_folder(folder, argument="folder (--checkpoint-dir)")
     name = card["name"]
     path = atomic_save(
         {"model": compact_state(model), "config": model.config.to_dict(), "metrics": card["val_metrics"]},
@@ -473,7 +479,8 @@ def compare(
             recipe = FastRecipeConfig(**{**asdict(config), "seed": seed})
             model, card = run(mixer, recipe, root=root, progress=False)
             rows.append(summary_row(card))
-            print(f"{mixer} seed {seed}: {rows[-1]['val_accuracy']:.4f} in {rows[-1]['wall_seconds']:.0f} s", flush=True)
+            done = rows[-1]
+            print(f"{mixer} seed {seed}: {done['val_accuracy']:.4f} in {done['wall_seconds']:.0f} s", flush=True)
             if mixer in ship_mixers and seed == seeds[0]:
                 ship(model, card, folder=folder)
     return rows
@@ -556,9 +563,8 @@ def _recipe_args(parser: argparse.ArgumentParser) -> None:
     """One flag per field of :class:`FastRecipeConfig` (its comment is the help), and --data-root."""
     group = parser.add_argument_group("recipe (FastRecipeConfig)")
     for name in RECIPE_FLAGS:
-        flag = FLAG_NAMES.get(name)
         choices = FLIPS if name == "flip" else None
-        add_field_flag(group, {FastRecipeConfig: name}, name, options=(flag,) if flag else None, choices=choices)
+        add_field_flag(group, {FastRecipeConfig: name}, name, options=(_flag(name),), choices=choices)
     parser.add_argument("--data-root", metavar="DIR", help="folder that holds cifar10-train (default: $EAVIZ_DATA)")
 
 
@@ -574,8 +580,7 @@ def _folder_arg(parser: argparse.ArgumentParser) -> None:
 def _config(parser: argparse.ArgumentParser, args: argparse.Namespace, seed: int) -> FastRecipeConfig:
     """The recipe from the flags given (the rest keep their defaults); a refused value is a parser error."""
     given = {name: getattr(args, name) for name in RECIPE_FLAGS if getattr(args, name) is not None}
-    flag_of = {name: FLAG_NAMES.get(name, "--" + name.replace("_", "-")) for name in RECIPE_FLAGS}
-    return build_config(FastRecipeConfig, {**given, "seed": seed}, parser, flag_of)
+    return build_config(FastRecipeConfig, {**given, "seed": seed}, parser, {name: _flag(name) for name in RECIPE_FLAGS})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
