@@ -39,7 +39,7 @@ from eaviz._flags import Parser, add_field_flag, build_config
 from eaviz._io import atomic_save, atomic_write_text
 from eaviz.attention import MIXERS
 from eaviz.card import make_card, write_card
-from eaviz.data.dataset import ImageDataset
+from eaviz.data.dataset import ImageDataset, draw_across_classes
 from eaviz.data.loader import FLIPS, BatchLoader
 from eaviz.models.fast_classifier import FastClassifier, FastClassifierConfig, init_whitening
 from eaviz.paths import user_dir, writable_folder
@@ -67,7 +67,7 @@ class FastRecipeConfig:
     translate: int = 2  # largest random shift of an image, in pixels (reflect padding)
     flip: str = "alternating"  # horizontal flips: "alternating" (every image switches each epoch) or "random"
     lookahead: bool = True  # every 5 steps pull the weights toward a slow average
-    train_limit: int | None = None  # train on this many images (spread over the set), for short comparisons
+    train_limit: int | None = None  # train on this many images (drawn across the classes), for short comparisons
     time_budget_s: float | None = None  # schedule over this many seconds of training instead of ``epochs``
     amp: bool = True  # bf16 autocast on CUDA; the CPU stays in fp32 (its bf16 is much slower)
     channels_last: bool = True  # keep images and activations in channels-last memory order
@@ -235,10 +235,6 @@ def tta_accuracy(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 5
     return correct / len(dataset)
 
 
-def _spread(n: int, k: int) -> torch.Tensor:
-    return torch.linspace(0, n - 1, k).round().long()
-
-
 def train_fast(
     model: FastClassifier,
     train_set: ImageDataset,
@@ -262,7 +258,7 @@ def train_fast(
     device = resolve_device(config.device)
     seed_everything(config.seed)
     if config.train_limit is not None and config.train_limit < len(train_set):
-        train_set = train_set.subset(_spread(len(train_set), config.train_limit))
+        train_set = train_set.subset(draw_across_classes(train_set.targets, config.train_limit, config.seed))
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -83,8 +83,12 @@ def setup(seed: int = 0) -> tuple[Profile, torch.device]:
     """The first line of every chapter: seed, pick the device, say what runs where.
 
     Returns ``(profile, device)`` and prints one line such as
-    ``profile: smoke | device: cpu (2 threads) | torch 2.14.1``.
+    ``profile: smoke | device: cpu (2 threads) | torch 2.14.1``. In a notebook, figures are
+    from now on drawn at the book's column width (:func:`eaviz.viz.page.show_figures_at_page_width`).
     """
+    from eaviz.viz.page import show_figures_at_page_width
+
+    show_figures_at_page_width()
     profile = current_profile()
     seed_everything(seed)
     device = resolve_device("auto")

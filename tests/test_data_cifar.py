@@ -10,6 +10,7 @@ from PIL import Image
 import eaviz.data.cifar as cifar
 from eaviz.data import load_dataset
 from eaviz.data.cifar import CIFAR10_CLASSES, load_cifar
+from eaviz.data.dataset import draw_across_classes
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +91,19 @@ def test_unknown_split_and_name_are_rejected(tmp_path):
         load_dataset("imagenet")
 
 
-def test_limit_spreads_over_every_class(tmp_path):
+def test_limit_draws_at_random_one_class_at_a_time(tmp_path):
     write_folder(tmp_path, per_class=4)
-    data = load_cifar("cifar10", "train", root=tmp_path, limit=10)  # 30 images, sorted by class
-    assert len(data) == 10 and set(data.targets.tolist()) == set(range(10))
+    data = load_cifar("cifar10", "train", root=tmp_path, limit=20)  # 30 images, sorted by class
+    assert data.targets.tolist() == list(range(10)) * 2
+    again = load_cifar("cifar10", "train", root=tmp_path, limit=20)
+    assert torch.equal(data.images, again.images)  # seeded
+
+
+def test_draw_across_classes_is_a_seeded_shuffle_within_each_class():
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    drawn = draw_across_classes(labels, 100)
+    assert sorted(drawn.tolist()) == list(range(100))  # every index once, uneven classes included
+    assert labels[drawn[:60]].tolist() == [0, 1, 2] * 20  # each prefix covers the classes evenly
+    assert drawn[:3].tolist() != [0, 50, 80]  # not the first member of each class
+    assert torch.equal(drawn, draw_across_classes(labels, 100))
+    assert not torch.equal(drawn, draw_across_classes(labels, 100, seed=1))

@@ -9,7 +9,9 @@ import torch
 
 from eaviz.attention import MIXERS
 from eaviz.card import read_card
+from eaviz import fast_recipe
 from eaviz.data import load_dataset
+from eaviz.data.dataset import draw_across_classes
 from eaviz.fast_recipe import (
     FastRecipeConfig,
     Lookahead,
@@ -237,6 +239,23 @@ def test_time_budget_ends_the_run_early():
         FastClassifier(small()), data, None, _tiny_recipe(epochs=50, time_budget_s=1e-6), progress_bar=False
     )
     assert len(history.epochs) == 1 and history.last["steps"] == 1
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_train_limit_trains_on_a_seeded_draw_across_the_classes(monkeypatch):
+    data = load_dataset("shapes", "train", limit=256)
+    drawn = []
+
+    def recorded_draw(labels, limit, seed):
+        drawn.append(draw_across_classes(labels, limit, seed))
+        return drawn[-1]
+
+    monkeypatch.setattr(fast_recipe, "draw_across_classes", recorded_draw)
+    recipe = _tiny_recipe(epochs=1, train_limit=128)
+    history = train_fast(FastClassifier(small()), data, None, recipe, progress_bar=False)
+    assert history.last["steps"] == 2  # 128 images in batches of 64
+    counts = torch.bincount(data.targets[drawn[0]])
+    assert len(drawn[0]) == 128 and counts.max() - counts.min() <= 1
 
 
 def test_comparison_table_gives_mean_and_sample_sd_per_mixer():

@@ -109,7 +109,8 @@ def test_readme_config_and_footer_state_the_address_derived_from_the_repository(
     assert config["html"]["baseurl"] == address
     assert f'href="{address}"' in config["html"]["extra_footer"]
     assert f"<{address}>" in README
-    assert "Settings → Pages" in README and "GitHub Actions" in config["html"]["extra_footer"]
+    assert "Settings → Pages" in README and "GitHub Actions" in README  # how a fork publishes: for its owner
+    assert "Settings" not in config["html"]["extra_footer"]  # not for the book's readers
 
 
 def test_sync_site_address_moves_a_fork_to_its_own_address(tmp_path: Path):

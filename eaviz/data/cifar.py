@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from eaviz._checks import check_number
 from eaviz._io import atomic_save, read_checkpoint, remove_stale_temp_files
-from eaviz.data.dataset import ImageDataset, data_root
+from eaviz.data.dataset import ImageDataset, data_root, draw_across_classes
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 VAL_PER_CLASS = {"cifar10": 500, "cifar100": 50}
@@ -148,7 +148,7 @@ def load_cifar(
     Looks under ``root`` (or ``$EAVIZ_DATA``) for ``{name}-train/`` or ``{name}-train.tar.gz``
     first, then for the official ``cifar-10-batches-py`` / ``cifar-100-python``; with
     ``download=True`` torchvision fetches the official files. ``limit`` keeps ``limit``
-    images spread evenly over the split, so every class is in it.
+    images drawn at random (seed 0) one class at a time: see :func:`draw_across_classes`.
     """
     if name not in VAL_PER_CLASS:
         raise ValueError(f"expected name to be one of {sorted(VAL_PER_CLASS)}, got {name!r}")
@@ -182,6 +182,6 @@ def load_cifar(
         index = split_per_class(labels, VAL_PER_CLASS[name], split)
         images, labels = images[index], labels[index]
     if limit is not None and limit < len(labels):
-        spread = torch.linspace(0, len(labels) - 1, limit).round().long()
-        images, labels = images[spread], labels[spread]
+        drawn = draw_across_classes(labels, limit)
+        images, labels = images[drawn], labels[drawn]
     return ImageDataset(images, labels, classes, name=name, info={"split": split, "source": str(source)})

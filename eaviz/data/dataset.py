@@ -78,3 +78,18 @@ class ImageDataset:
     def to(self, device: torch.device | str) -> "ImageDataset":
         masks = None if self.masks is None else self.masks.to(device)
         return replace(self, images=self.images.to(device), targets=self.targets.to(device), masks=masks)
+
+
+def draw_across_classes(labels: torch.Tensor, limit: int, seed: int = 0) -> torch.Tensor:
+    """``limit`` indices drawn at random, dealt one class at a time: (n,) labels -> (limit,) indices.
+
+    Each class's members are shuffled (seeded); the draw then takes the first of every class,
+    then the second of every class, and so on, so every prefix of the result covers the
+    classes evenly (``limit=100`` on CIFAR-10 gives 10 images of each class).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    by_class = [(labels == c).nonzero().flatten() for c in labels.unique()]
+    shuffled = [members[torch.randperm(len(members), generator=generator)] for members in by_class]
+    rounds = torch.nn.utils.rnn.pad_sequence(shuffled, padding_value=-1)  # (largest class, classes)
+    dealt = rounds.flatten()
+    return dealt[dealt >= 0][:limit]
