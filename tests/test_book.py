@@ -129,9 +129,24 @@ def test_widget_scripts_load_once_on_widget_pages_and_nowhere_else(site: Path):
 
 
 @pytest.mark.slow
-def test_bibliography_lists_the_paper(site: Path):
-    html = (site / "book" / "bibliography.html").read_text().lower()
-    assert "beyond self-attention: external attention using two linear layers" in html
+def test_bibliography_lists_the_paper_under_the_label_its_citations_read(site: Path):
+    html = (site / "book" / "bibliography.html").read_text()
+    assert "beyond self-attention: external attention using two linear layers" in html.lower()
+    assert re.search(r'<span class="label">.{0,120}>Guo et al\., 2023<', html) and "GLMH23" not in html
+
+
+def test_bibliography_labels_are_author_year_and_unique():
+    pybtex_database = pytest.importorskip("pybtex.database")
+    import sys
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from authoryear_labels import AuthorYearLabelStyle
+
+    entries = pybtex_database.parse_file(ROOT / "book" / "references.bib").entries
+    labels = dict(zip(entries, AuthorYearLabelStyle().format_labels(entries.values())))
+    assert labels["guo2022external"] == "Guo et al., 2023"
+    assert labels["jain2019attention"] == "Jain and Wallace, 2019"
+    assert len(set(labels.values())) == len(labels)
 
 
 @pytest.mark.slow

@@ -1,9 +1,10 @@
 """Run profiles and the data a chapter gets in each of them."""
 
 import pytest
+import torch
 
 import eaviz.data
-from eaviz.profile import Profile, chapter_data, current_profile
+from eaviz.profile import Profile, chapter_data, current_profile, describe_device
 
 
 def test_profile_comes_from_the_environment(monkeypatch):
@@ -34,3 +35,14 @@ def test_full_profile_downloads_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(eaviz.data, "load_dataset", fake_load)
     assert chapter_data("cifar10", "train", profile=Profile("full")) == "downloaded"
     assert calls == [False, True]
+
+
+def test_describe_device_counts_the_cpu_threads_in_good_english():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert describe_device("cpu") == "cpu (1 thread)"
+        torch.set_num_threads(2)
+        assert describe_device("cpu") == "cpu (2 threads)"
+    finally:
+        torch.set_num_threads(threads)
