@@ -273,11 +273,20 @@ def test_deletion_curve_rejects_fewer_than_one_step_and_unknown_options(model, i
 
 def test_plot_explanations_draws_the_image_then_one_column_per_map_set(images):
     fig = plot_explanations(images, {"EA unit 0": torch.rand(2, 8, 8), "saliency": torch.rand(2, 32, 32).numpy()})
-    assert len(fig.axes) == 2 * 3
+    assert len(fig.axes) == 2 * 3 + 1  # and the colour bar
     assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "EA unit 0", "saliency"]
     plt.close(fig)
     with pytest.raises(ValueError, match="one map per image"):
         plot_explanations(images, {"SA": torch.rand(3, 8, 8)})
+
+
+def test_plot_explanations_colour_bar_says_each_map_has_its_own_range(images):
+    fig = plot_explanations(images, {"saliency": torch.rand(2, 8, 8)})
+    assert fig.axes[-1].get_ylabel() == "each map on its own range"
+    plt.close(fig)
+    fig = plot_explanations(images, {"saliency": torch.rand(2, 8, 8)}, colorbar=False)
+    assert len(fig.axes) == 2 * 2
+    plt.close(fig)
 
 
 def test_plot_faithfulness_draws_a_panel_per_mode_with_auc_in_the_legend(model, images):
@@ -287,4 +296,13 @@ def test_plot_faithfulness_draws_a_panel_per_mode_with_auc_in_the_legend(model, 
     fig = plot_faithfulness(curves)
     assert [ax.get_title().split()[0] for ax in fig.axes] == ["deletion", "insertion"]
     assert "AUC" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    plt.close(fig)
+
+
+def test_plot_faithfulness_keeps_each_methods_line_style_in_both_panels(model, images):
+    torch.manual_seed(8)
+    maps = {"random": torch.rand(2, 8, 8), "other": torch.rand(2, 8, 8)}
+    fig = plot_faithfulness(faithfulness_curves(model, images, maps, steps=2))
+    styles = [[line.get_linestyle() for line in ax.get_lines()] for ax in fig.axes]
+    assert styles[0] == styles[1] == ["-", "--"]
     plt.close(fig)

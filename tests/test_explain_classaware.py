@@ -167,6 +167,19 @@ def test_curve_differences_pair_every_method_with_the_named_reference():
     assert deletion.better and table[1].better and "wrong" in str(table)
 
 
+def test_difference_tables_print_one_line_per_method_and_name_the_reference_once():
+    model, x = TopLeft(), 0.5 + 0.5 * images(8, 8)
+    right = torch.zeros(8, 2, 2)
+    right[:, 0, 0] = 1
+    curves = faithfulness_curves(model, x, {"top-left": right, "wrong": 1 - right}, target=0, steps=4, baseline="zero")
+    table = curve_differences(curves, "wrong", resamples=200)
+    lines = str(table).splitlines()
+    assert lines[0].startswith("Reference: wrong (deletion AUC") and "8 images" in lines[0]
+    assert lines[1].split()[:3] == ["map", "deletion", "AUC"]
+    assert lines[2].startswith("top-left") and lines[2].count("✓") == 2 and len(lines) == 3
+    assert "| top-left |" in table._repr_markdown_()
+
+
 def test_curve_differences_name_a_missing_reference():
     curves = faithfulness_curves(TopLeft(), images(2, 8), {"noise": torch.rand(2, 2, 2)}, steps=2)
     with pytest.raises(ValueError, match="expected reference to be one of the methods \\['noise'\\], got 'random'"):

@@ -75,6 +75,12 @@ def test_class_iou_bars_show_the_mean_and_sd_over_seeds():
     np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in sd], [2 * 0.1414214, 2 * 0.1414214, 0, 0], atol=1e-6)
 
 
+def test_class_iou_bars_of_the_models_share_each_class_slot():
+    fig = plot_class_iou({"a": torch.rand(2, 4), "b": torch.rand(2, 4)}, CLASSES)
+    widths = [bar.get_width() for bars in bar_containers(fig.axes[0]) for bar in bars]
+    assert widths == pytest.approx([0.4] * 8)
+
+
 def test_barely_seen_classes_are_hatched_and_named_in_the_legend():
     fig = plot_class_iou({"external": torch.rand(2, 4)}, CLASSES, rare=[1, 2])
     bars = bar_containers(fig.axes[0])[0]

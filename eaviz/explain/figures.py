@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from eaviz._checks import check_images
@@ -35,6 +37,7 @@ def plot_explanations(
     *,
     cmap: str = "inferno",
     alpha: float = 0.6,
+    colorbar: bool = True,
 ) -> Figure:
     """Images in the first column, then one overlaid column per named map set.
 
@@ -42,7 +45,7 @@ def plot_explanations(
     ``{"EA unit 7": ea_maps[:, 0], "SA": sa_maps, **attribute(model, images)}``. Maps may
     be coarser than the image (an 8 x 8 token map) and are stretched over it, on a grey copy
     of the image. Each map is min-max scaled per image, so colours compare *where* a map is
-    high, not how high.
+    high, not how high; ``colorbar`` adds a bar that says so (from "its lowest" to "its highest").
     """
     images = check_images(images).detach().cpu()
     columns = {title: _as_maps(maps, f"columns[{title!r}]").cpu() for title, maps in columns.items()}
@@ -64,13 +67,21 @@ def plot_explanations(
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    if colorbar:
+        bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=axes, shrink=0.6, aspect=30, ticks=[0, 1])
+        bar.ax.set_yticklabels(["its lowest", "its highest"], fontsize=9)
+        bar.set_label("each map on its own range", fontsize=9)
     return fig
 
 
-def plot_faithfulness(curves: Mapping[str, Curve | Mapping[str, Curve]]) -> Figure:
-    """One panel per mode, the batch-mean curve of every method, its mean AUC in the legend.
+LINE_STYLES = ("-", "--", ":", "-.")
 
-    curves: the output of :func:`faithfulness_curves`, or {method: Curve}.
+
+def plot_faithfulness(curves: Mapping[str, Curve | Mapping[str, Curve]]) -> Figure:
+    """One panel per mode, stacked, the batch-mean curve of every method, its mean AUC in the legend.
+
+    curves: the output of :func:`faithfulness_curves`, or {method: Curve}. Each method keeps
+    its colour and line style in both panels; the legends sit beside the panels, off the curves.
     """
     panels: dict[str, list[tuple[str, Curve]]] = {}
     for name, value in curves.items():
@@ -83,20 +94,26 @@ def plot_faithfulness(curves: Mapping[str, Curve | Mapping[str, Curve]]) -> Figu
     if not panels:
         raise ValueError("expected at least one curve, got none")
     modes = [m for m in MODES if m in panels]
-    fig = Figure(figsize=(4.5 * len(modes), 3.4), layout="constrained")
-    axes = fig.subplots(1, len(modes), squeeze=False)
-    for ax, mode in zip(axes[0], modes):
+    methods = list(dict.fromkeys(name for mode in modes for name, _ in panels[mode]))
+    styles = {
+        name: {"color": f"C{k % 10}", "linestyle": LINE_STYLES[k % len(LINE_STYLES)]} for k, name in enumerate(methods)
+    }
+    fig = Figure(figsize=(8.0, 3.2 * len(modes)), layout="constrained")
+    axes = fig.subplots(len(modes), 1, squeeze=False)
+    for ax, mode in zip(axes[:, 0], modes):
         for name, curve in panels[mode]:
             ax.plot(
                 curve.fractions.cpu(),
                 curve.scores.mean(dim=0).cpu(),
                 label=f"{name} (AUC {curve.auc.mean().item():.3f})",
+                linewidth=1.8,
+                **styles[name],
             )
         better = "lower" if mode == "deletion" else "higher"
-        ax.set_title(f"{mode} ({better} AUC is better)")
-        ax.set_xlabel(f"fraction of pixels {'removed' if mode == 'deletion' else 'inserted'}")
-        ax.set_ylabel("probability of the class")
+        ax.set_title(f"{mode} ({better} AUC is better)", fontsize=11)
+        ax.set_xlabel(f"fraction of pixels {'removed' if mode == 'deletion' else 'inserted'}", fontsize=10)
+        ax.set_ylabel("probability of the class", fontsize=10)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.02, 0.5), handlelength=2.8, frameon=False)
     return fig

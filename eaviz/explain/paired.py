@@ -52,35 +52,62 @@ class AucDifference:
 
 
 class AucTable(list):
-    """A list of :class:`AucDifference` rows that prints (and renders in Jupyter) as a table."""
+    """A list of :class:`AucDifference` rows that prints (and renders in Jupyter) as a table.
 
-    HEADER = ("method", "mode", "AUC", "reference", "its AUC", "difference", "interval", "better")
+    One line per method, deletion and insertion side by side; the reference and its AUCs
+    are named once, in the caption above the table, and a check mark flags the differences
+    whose interval lies on the better side of 0.
+    """
+
+    HEADER = ("map", "deletion AUC", "difference (interval)", "insertion AUC", "difference (interval)")
+
+    def caption(self) -> str:
+        if not self:
+            return "no rows"
+        references = list(dict.fromkeys(row.reference for row in self))
+        own = {}  # mode -> the reference's AUCs; one value when every map shares the reference
+        for row in self:
+            own.setdefault(row.mode, set()).add(f"{row.reference_auc:.3f}")
+        if len(references) == 1 and all(len(values) == 1 for values in own.values()):
+            aucs = ", ".join(f"{mode} AUC {values.pop()}" for mode, values in own.items())
+            reference = f"{references[0]} ({aucs})"
+        else:
+            reference = " and ".join(references) + " (for random: maps of each map's own shape)"
+        level = self[0].level
+        return (
+            f"Reference: {reference}, {self[0].images} images. Difference: the map's AUC minus the "
+            f"reference's, paired per image, with its {level:.0%} bootstrap interval; ✓: the interval "
+            "lies on the better side of 0 (below for deletion, above for insertion)."
+        )
 
     def rows(self) -> list[tuple[str, ...]]:
-        return [
-            (
-                row.method,
-                row.mode,
-                f"{row.auc:.3f}",
-                row.reference,
-                f"{row.reference_auc:.3f}",
-                f"{row.difference:+.3f}",
-                f"[{row.low:+.3f}, {row.high:+.3f}]",
-                "yes" if row.better else "no",
-            )
-            for row in self
-        ]
+        by_method: dict[str, dict[str, AucDifference]] = {}
+        for row in self:
+            by_method.setdefault(row.method, {})[row.mode] = row
+        lines = []
+        for method, modes in by_method.items():
+            cells = [method]
+            for mode in MODES:
+                row = modes.get(mode)
+                if row is None:
+                    cells += ["–", "–"]
+                    continue
+                mark = " ✓" if row.better else ""
+                cells += [f"{row.auc:.3f}", f"{row.difference:+.3f} [{row.low:+.3f}, {row.high:+.3f}]{mark}"]
+            lines.append(tuple(cells))
+        return lines
 
     def __str__(self) -> str:
         lines = [self.HEADER, *self.rows()]
         widths = [max(len(line[k]) for line in lines) for k in range(len(self.HEADER))]
-        return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
+        table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
+        return self.caption() + "\n" + table
 
     __repr__ = __str__
 
     def _repr_markdown_(self) -> str:
-        lines = [self.HEADER, tuple("---" for _ in self.HEADER), *self.rows()]
-        return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+        lines = [self.HEADER, ("---", "---:", "---", "---:", "---"), *self.rows()]
+        return self.caption() + "\n\n" + "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
 def bootstrap_interval(
