@@ -87,3 +87,12 @@ def test_one_unit_per_map_column():
 def test_unknown_scale_is_rejected():
     with pytest.raises(ValueError, match=r"scale to be one of \('per_map', 'shared'\)"):
         plot_memory_maps(images(1), maps(1, 1, 32, 32), [0], scale="global")
+
+
+def test_grid_text_stays_readable_when_a_wide_figure_is_shrunk_to_the_page():
+    units = list(range(5))
+    fig = plot_memory_maps(images(2), maps(2, 5, 32, 32), units, scale="shared", row_labels=["a", "b"], title="t")
+    panels, bar = image_axes(fig), fig.axes[-1]
+    sizes = [panels[0].title.get_fontsize(), panels[0].yaxis.label.get_fontsize(), bar.yaxis.label.get_fontsize()]
+    sizes += [label.get_fontsize() for label in bar.get_yticklabels()]
+    assert min(sizes) >= 10 and fig._suptitle.get_fontsize() >= 10

@@ -22,6 +22,7 @@ from eaviz.viz.overlay import image_to_numpy, overlay  # noqa: F401 - image_to_n
 
 SCALES = ("per_map", "shared")
 PANEL_INCHES = 1.6
+TEXT_POINTS = 10  # titles, row labels and colour bar: readable once a wide grid is shrunk to the page
 
 
 def hide_ticks(ax: Axes) -> None:
@@ -89,14 +90,16 @@ def _map_grid(
             if marker is not None and (j == 0 or j in marked_columns):
                 mark_cell(ax, marker[0], marker[1], size)
             if i == 0:
-                ax.set_title("image" if j == 0 else columns[j - 1][0], fontsize=9)
+                ax.set_title("image" if j == 0 else columns[j - 1][0], fontsize=TEXT_POINTS)
         if row_labels is not None:
-            axes[i, 0].set_ylabel(row_labels[i], fontsize=9)
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=TEXT_POINTS)
     if vmax is not None:
         colors = ScalarMappable(Normalize(0.0, max(vmax, 1e-12)), cmap)
-        fig.colorbar(colors, ax=axes, shrink=0.8, label="attention weight")
+        bar = fig.colorbar(colors, ax=axes, shrink=0.8)
+        bar.set_label("attention weight", fontsize=TEXT_POINTS)
+        bar.ax.tick_params(labelsize=TEXT_POINTS)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=TEXT_POINTS + 1)
     return fig
 
 
