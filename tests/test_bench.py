@@ -136,8 +136,17 @@ def test_attention_ratios_are_none_where_self_attention_was_skipped():
 def test_attention_table_is_markdown_with_a_row_per_case_and_ratios(attention_rows):
     rows, _ = attention_rows
     table = bench.format_attention_table(rows)
-    assert table.count("| external attention | float32 |") == 2
-    assert "| N | dtype | time EA / SA |" in table
+    assert table.count("| EA |") == 2
+    assert "| N | time EA / SA plain |" in table
+
+
+def test_attention_table_writes_plain_numbers_a_reader_can_compare():
+    row = {"tokens": 16384, "dtype": "float32", "mixer": "self", "label": "self-attention (plain)",
+           "skipped": False, "forward_ms": 7660.0, "forward_backward_ms": 17912.4,
+           "forward_peak_mb": 2060.1, "forward_backward_peak_mb": 0.4372}
+    table = bench.format_attention_table([row])
+    assert "| 16,384 | SA plain | 7,660 | 17,912 | 2,060 | 0.437 |" in table
+    assert "e+" not in table
 
 
 def test_load_results_reads_the_latest_file_of_a_kind(tmp_path):
@@ -170,7 +179,16 @@ def test_plot_attention_bench_draws_time_and_memory_on_log_axes(attention_rows):
     time_axes, memory_axes = fig.axes
     assert time_axes.get_xscale() == time_axes.get_yscale() == "log"
     assert memory_axes.get_ylabel() == "forward + backward peak memory (MiB)"
-    assert len(time_axes.get_legend().get_texts()) == 3
+    assert list(time_axes.get_xticks()) == [16, 32]  # the measured N
+    (legend,) = fig.legends  # one legend for both panels: three mixers and two guides
+    assert len(legend.get_texts()) == 5
+
+
+def test_plot_attention_bench_takes_a_title():
+    rows = [{"tokens": 16, "dtype": "float32", "mixer": "external", "label": "external attention",
+             "skipped": False, "forward_ms": 1.0, "forward_peak_mb": 1.0}]
+    fig = bench.plot_attention_bench(rows, title="live run")
+    assert fig._suptitle.get_text() == "live run"
 
 
 def test_bench_train_reports_images_per_second_per_mixer(tmp_path):

@@ -185,7 +185,7 @@ def test_bench_attention_runs_end_to_end_and_writes_json(tmp_path, capsys):
             "--no-backward", "--min-run-time", "0.001", "--out", str(tmp_path)]  # fmt: skip
     code, out, _ = run(argv, capsys)
     assert code == 0
-    assert "| 16 | external attention | float32 |" in out
+    assert "| 16 | EA |" in out
     (path,) = tmp_path.glob("attention-cpu-*.json")
     assert [row["mixer"] for row in json.loads(path.read_text())["results"]] == ["self", "self_fused", "external"]
 
