@@ -177,7 +177,8 @@ def train_recipe(
         from eaviz.fast_recipe import run, ship, train_command
 
         model, summary = run(recipe.model.mixer, recipe.train, root=root, out=Path(out) / name)
-        return ship(name, model, recipe.train, summary, train_command(recipe.model.mixer, recipe.train, name), folder=folder)
+        command = train_command(recipe.model.mixer, recipe.train, name)
+        return ship(name, model, recipe.train, summary, command, folder=folder)
     extra = {"size": recipe.data_size} if recipe.data_size else {}
     train_set = load_dataset(recipe.dataset, "train", root=root, **extra)
     val_set = load_dataset(recipe.dataset, "val", root=root, **extra)

@@ -7,17 +7,17 @@ import shlex
 import pytest
 import torch
 
+from eaviz import fast_recipe
 from eaviz.attention import MIXERS
 from eaviz.card import read_card
-from eaviz import fast_recipe
 from eaviz.data import load_dataset
 from eaviz.data.dataset import draw_across_classes
 from eaviz.fast_recipe import (
     FastRecipeConfig,
     Lookahead,
     RecipeClock,
-    comparison_table,
     compact_state,
+    comparison_table,
     lookahead_decay,
     make_optimizer,
     make_schedule,

@@ -4,6 +4,7 @@ import io
 import json
 
 import ipywidgets as widgets
+import numpy as np
 import pytest
 import torch
 from ipywidgets.embed import dependency_state
@@ -12,6 +13,7 @@ from PIL import Image
 from eaviz.models import Classifier, ClassifierConfig
 from eaviz.viz.record import capture_attention
 from eaviz.widgets import page_weight, static_memory_explorer
+from eaviz.widgets.frames import caption_font, fit_lines, strip
 from eaviz.widgets.static import _panel_labels
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -99,3 +101,24 @@ def test_page_weight_counts_every_frame_and_the_stored_state():
     assert weight.state_bytes == len(json.dumps(dependency_state([explorer])))
     assert weight.state_bytes > 4 / 3 * weight.image_bytes * 0.99  # images are stored base64-encoded
     assert "MB" in str(weight)
+
+
+def test_the_layer_menu_is_wide_enough_for_its_longest_layer_name():
+    explorer = static_memory_explorer(tiny_classifier(), images(2))
+    longest = max(len(label) for label, _ in explorer.menu.options)
+    assert explorer.menu.layout.width.endswith("ch")
+    assert int(explorer.menu.layout.width.removesuffix("ch")) > longest
+
+
+def test_text_in_the_frames_is_at_least_12_pixels_high():
+    left, top, right, bottom = caption_font().getbbox("Ag")
+    assert bottom - top >= 12
+
+
+def test_a_label_wider_than_its_panel_is_broken_into_lines():
+    font = caption_font()
+    lines = fit_lines("automobile, pred truck", 100, font)
+    assert len(lines) == 2 and all(font.getlength(line) <= 100 for line in lines)
+    panels = [np.zeros((100, 100, 3), dtype=np.uint8)] * 2
+    one, two = strip(panels, labels=["cat", "dog"]), strip(panels, labels=["automobile, pred truck", "dog"])
+    assert two.height > one.height

@@ -145,7 +145,8 @@ def test_weight_decay_skips_norms_biases_and_the_position_embedding():
     from eaviz.train import make_optimizer
 
     model = build_model(SMALL)
-    decayed, undecayed = (group["params"] for group in make_optimizer(model, TrainConfig(weight_decay=0.1)).param_groups)
+    optimizer = make_optimizer(model, TrainConfig(weight_decay=0.1))
+    decayed, undecayed = (group["params"] for group in optimizer.param_groups)
     names = {id(p): name for name, p in model.named_parameters()}
     assert "pos_embedding" in {names[id(p)] for p in undecayed}
     assert all(p.ndim < 2 or names[id(p)] == "pos_embedding" for p in undecayed)

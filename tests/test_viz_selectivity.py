@@ -27,3 +27,17 @@ def test_selectivity_needs_two_classes():
 def test_selectivity_plot_has_one_line_per_model():
     fig = plot_class_selectivity({"untrained": torch.rand(8), "trained": torch.rand(8)})
     assert isinstance(fig, Figure) and len(fig.axes[0].get_lines()) == 2
+
+
+def test_selectivity_plot_scales_its_y_axis_to_the_largest_value():
+    fig = plot_class_selectivity({"trained": torch.tensor([0.1, 0.2, 0.28])})
+    low, high = fig.axes[0].get_ylim()
+    assert low == 0 and 0.28 < high <= 0.35
+
+
+def test_selectivity_plots_can_share_one_figure():
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    assert plot_class_selectivity({"a": torch.rand(4)}, ax=left) is fig
+    assert plot_class_selectivity({"b": torch.rand(4)}, ax=right) is fig
+    assert [len(ax.get_lines()) for ax in fig.axes] == [1, 1]

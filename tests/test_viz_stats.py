@@ -165,3 +165,11 @@ def test_plots_of_the_statistics_are_figures():
     assert len(bars.axes[0].patches) == 4
     with pytest.raises(ValueError, match=r"mass of shape \(S, C=3\)"):
         plot_unit_class_heatmap(mass, ["a", "b", "c"])
+
+
+def test_a_heat_map_of_64_units_labels_every_second_unit_in_9_point_type():
+    mass = torch.rand(64, 3)
+    heat = plot_unit_class_heatmap(mass, ["a", "b", "c"])
+    labels = heat.axes[0].get_xticklabels()
+    assert len(labels) == 32 and all(label.get_fontsize() >= 9 for label in labels)
+    assert heat.get_size_inches()[0] <= 8.5

@@ -14,8 +14,8 @@ from eaviz._checks import check_number
 from eaviz.attention import MIXERS
 from eaviz.bench.measure import bench_device, timed
 from eaviz.bench.results import finish, result_rows
-from eaviz.paths import writable_folder
 from eaviz.models import Classifier, ClassifierConfig
+from eaviz.paths import writable_folder
 
 
 def bench_train(

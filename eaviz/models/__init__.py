@@ -5,7 +5,6 @@ from __future__ import annotations
 from torch import nn
 
 from eaviz._checks import check_choice
-
 from eaviz.models.classifier import Classifier, ClassifierConfig
 from eaviz.models.fast_classifier import FastClassifier, FastClassifierConfig
 from eaviz.models.segmenter import Segmenter, SegmenterConfig

@@ -20,6 +20,13 @@ from eaviz.viz.maps import memory_unit_maps, self_attention_maps
 from eaviz.viz.overlay import overlay
 from eaviz.viz.plots import plot_memory_maps, plot_self_attention, plot_side_by_side
 from eaviz.viz.record import AttentionRecord, capture_attention, mixer_names, record_attention
+from eaviz.viz.segmentation import (
+    plot_class_iou,
+    plot_confusion_matrix,
+    plot_segmentations,
+    rare_classes,
+    voc_palette,
+)
 from eaviz.viz.stats import (
     AttentionEntropy,
     ObjectAttention,
@@ -32,13 +39,6 @@ from eaviz.viz.stats import (
     plot_object_attention,
     plot_unit_class_heatmap,
     unit_class_mass,
-)
-from eaviz.viz.segmentation import (
-    plot_class_iou,
-    plot_confusion_matrix,
-    plot_segmentations,
-    rare_classes,
-    voc_palette,
 )
 
 __all__ = [

@@ -134,7 +134,7 @@ def plot_memory_atlas(
             "pass the dataset the atlas was built from"
         )
     size = tuple(dataset.images.shape[-2:])
-    figsize = (PANEL_INCHES * 0.8 * top + 0.6, PANEL_INCHES * 0.9 * len(units) + 0.4)
+    figsize = (PANEL_INCHES * 0.8 * top + 0.6, PANEL_INCHES * len(units) + 0.4)  # room for 2-line titles
     fig = Figure(figsize=figsize, layout="constrained")
     named = dataset.task == "classification" and bool(dataset.classes)
     axes = fig.subplots(len(units), top, squeeze=False)
@@ -146,7 +146,7 @@ def plot_memory_atlas(
             mark_cell(ax, cell, atlas.grid, size)
             hide_ticks(ax)
             label = dataset.classes[int(target)] if named else f"#{index}"
-            ax.set_title(f"{label}\n{score:.2f}" if show_scores else label, fontsize=7)
+            ax.set_title(f"{label}\n{score:.2f}" if show_scores else label, fontsize=9)
         axes[row, 0].set_ylabel(f"unit {unit}", fontsize=9)
-    fig.suptitle(f"top images per memory unit of {atlas.layer}", fontsize=9)
+    fig.suptitle(f"top images per memory unit of {atlas.layer}", fontsize=10)
     return fig

@@ -15,12 +15,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
 from eaviz._checks import check_choice, check_float_tensor, check_positive_int
 from eaviz.data.dataset import ImageDataset
 from eaviz.viz.maps import check_layer, layer_memory_units
+from eaviz.viz.page import PAGE_INCHES
 from eaviz.viz.record import attention_batches, reduce_heads
 
 NORMALIZE = ("unit", "none")
@@ -112,17 +114,23 @@ def plot_unit_class_heatmap(
         order = sorted(units.tolist(), key=lambda s: (int(preferred[s]), -float(best[s])))
         units = torch.tensor(order)
     grid = values[units].t().numpy()  # (C, S)
-    fig = Figure(figsize=(min(14.0, 1.5 + 0.16 * len(units)), 0.9 + 0.28 * len(classes)), layout="constrained")
+    fig = Figure(figsize=(PAGE_INCHES, 1.4 + 0.3 * len(classes)), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto", interpolation="nearest")
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
-    step = 1 if len(units) <= 64 else int(math.ceil(len(units) / 64))
-    ax.set_xticks(range(0, len(units), step), [str(int(u)) for u in units[::step]], fontsize=6, rotation=90)
-    ax.set_xlabel("memory unit" + (" (sorted by preferred class)" if sort else ""))
+    ax.set_yticks(range(len(classes)), classes, fontsize=9)
+    step = _tick_step(len(units))
+    ax.set_xticks(range(0, len(units), step), [str(int(u)) for u in units[::step]], fontsize=9, rotation=90)
+    notes = (["sorted by preferred class"] if sort else []) + ([f"one in {step} labelled"] if step > 1 else [])
+    ax.set_xlabel("memory unit" + (f" ({', '.join(notes)})" if notes else ""))
     label = "share of the unit's mass" if normalize == "unit" else "mean weight per token"
     fig.colorbar(image, ax=ax, label=label, fraction=0.04, pad=0.01)
     ax.set_title(title or "attention mass per memory unit and class", fontsize=10)
     return fig
+
+
+def _tick_step(count: int, most: int = 32) -> int:
+    """Label every unit up to ``most`` of them, else every 2nd, 3rd, ...: 9-point labels that fit a page."""
+    return max(1, math.ceil(count / most))
 
 
 @dataclass
@@ -188,17 +196,18 @@ def plot_object_attention(result: ObjectAttention, *, sort: bool = True, title: 
     """
     units = result.lift.argsort(descending=True) if sort else torch.arange(result.on_object.shape[0])
     x = np.arange(len(units))
-    fig = Figure(figsize=(min(14.0, 1.5 + 0.16 * len(units)), 3.0), layout="constrained")
+    fig = Figure(figsize=(min(PAGE_INCHES, 1.5 + 0.2 * len(units)), 3.2), layout="constrained")
     ax = fig.subplots()
     ax.bar(x, result.on_object[units].numpy(), color="tab:orange", label="attention on the object")
     chance = result.chance[units].numpy()
     ax.scatter(x, chance, marker="_", s=80, color="black", label="chance (object area)", zorder=3)
-    ax.set_xticks(x, [str(int(u)) for u in units], fontsize=6, rotation=90)
+    step = _tick_step(len(units))
+    ax.set_xticks(x[::step], [str(int(u)) for u in units[::step]], fontsize=9, rotation=90)
     ax.set_xlim(-0.7, len(units) - 0.3)
     ax.set_ylim(0, 1)
     ax.set_xlabel("memory unit" + (" (sorted by on-object / chance)" if sort else ""))
     ax.set_ylabel("fraction of attention mass")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=9, loc="upper right")
     ax.set_title(title or f"where the memory units of {result.layer} look", fontsize=10)
     return fig
 
@@ -300,7 +309,7 @@ def plot_entropy_by_norm(result: Mapping[str, AttentionEntropy], *, bins: int = 
     right.set_title("each unit over the N positions", fontsize=10)
     for ax in (left, right):
         ax.set_xlabel("entropy (nats)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     left.set_ylabel("density")
     return fig
 
@@ -325,22 +334,29 @@ def class_selectivity(mass: torch.Tensor) -> torch.Tensor:
     return ((best - rest) / (best + rest).clamp_min(1e-12)).float()
 
 
-def plot_class_selectivity(selectivity: Mapping[str, torch.Tensor], *, title: str | None = None) -> Figure:
+def plot_class_selectivity(
+    selectivity: Mapping[str, torch.Tensor], *, title: str | None = None, ax: Axes | None = None
+) -> Figure:
     """Each model's units sorted by class selectivity, one line per model (e.g. untrained, one epoch, trained).
 
     selectivity: {name: (S,)} from :func:`class_selectivity`; the legend gives each median.
+    ``ax``: draw into this axes (e.g. one panel of a row) and return its figure. The y axis
+    runs from 0 to a little above the largest value (at most 1), so small selectivities stay visible.
     """
     if not isinstance(selectivity, Mapping) or not selectivity:
         raise TypeError("expected selectivity as a non-empty dict name -> (S,) tensor, e.g. {'trained': values}")
-    fig = Figure(figsize=(5.5, 3.2), layout="constrained")
-    ax = fig.subplots()
+    if ax is None:
+        fig = Figure(figsize=(5.5, 3.2), layout="constrained")
+        ax = fig.subplots()
+    top = 0.0
     for name, values in selectivity.items():
         values = check_float_tensor(values, f"selectivity[{name!r}]").detach().cpu().flatten()
         ranked = values.sort(descending=True).values.numpy()
+        top = max(top, float(ranked[0]) if len(ranked) else 0.0)
         ax.plot(np.arange(1, len(ranked) + 1), ranked, marker=".", label=f"{name} (median {values.median():.2f})")
     ax.set_xlabel("memory unit, most selective first")
     ax.set_ylabel("class selectivity")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, min(1.0, max(1, math.ceil(top * 1.15 / 0.05)) / 20))  # up to the next multiple of 0.05
+    ax.legend(fontsize=9)
     ax.set_title(title or "how much each memory unit prefers one class", fontsize=10)
-    return fig
+    return ax.figure

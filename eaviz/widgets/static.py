@@ -23,6 +23,8 @@ from eaviz.viz.maps import check_image_batch, check_layer, check_query, check_un
 from eaviz.viz.record import capture_attention, layer_kind, mixer_names, reduce_heads
 from eaviz.widgets.frames import check_cmap, colourbar_png, draw_panel, jpeg, outline, strip
 
+MENU_EXTRA_CH = 16  # a dropdown's width beyond its longest option: the description and the arrow
+
 
 class StaticExplorer(widgets.VBox):
     """A slider that flips through precomputed JPEG frames in the browser, with no kernel.
@@ -131,7 +133,8 @@ class MemoryExplorer(widgets.VBox):
         self.explorers = explorers
         self.scales = scales
         options = [(title, k) for k, title in enumerate(titles)]
-        self.menu = widgets.Dropdown(options=options, value=0, description="layer")
+        width = f"{max(map(len, titles), default=0) + MENU_EXTRA_CH}ch"  # the longest title, whole
+        self.menu = widgets.Dropdown(options=options, value=0, description="layer", layout=widgets.Layout(width=width))
         self.layers = widgets.Stack(list(explorers.values()), selected_index=0)
         self.link = widgets.jslink((self.menu, "index"), (self.layers, "selected_index"))
         self.children = [self.menu, self.layers]
@@ -213,7 +216,7 @@ def static_memory_explorer(
             ]
             frames.append(jpeg(strip(panels, f"unit {unit} of {layer}", labels=texts)))
         bar = widgets.Image(value=colourbar_png(cmap, 0.0, vmax, height=panel, label="attention weight"), format="png")
-        caption = f"{units} memory units on a {grid[0]}x{grid[1]} grid: drag to flip"
+        caption = f"{units} memory units, {grid[0]}x{grid[1]} positions: drag to flip"
         explorers[layer] = StaticExplorer(frames, description="unit", caption=caption, side=bar)
         titles.append(f"{layer} ({units} units, {grid[0]}x{grid[1]})")
     return MemoryExplorer(explorers, scales, titles)
