@@ -85,6 +85,13 @@ def test_load_voc_limit_takes_the_first_ids_of_the_split(voc_root, voc_ids):
     assert len(ds) == 3 and ds.info["ids"] == voc_ids[:3]
 
 
+def test_load_voc_progress_bar_can_be_turned_off(voc_root, capsys):
+    load_voc("val", root=voc_root, size=16)
+    assert "VOC val" in capsys.readouterr().err
+    load_voc("val", root=voc_root, size=16, progress=False)
+    assert "VOC val" not in capsys.readouterr().err
+
+
 def test_load_voc_reads_the_root_from_eaviz_data(voc_root, monkeypatch):
     monkeypatch.setenv("EAVIZ_DATA", str(voc_root))
     assert len(load_voc("val", size=16)) == 1

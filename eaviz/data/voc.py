@@ -135,6 +135,7 @@ def load_voc(
     size: int = 160,
     download: bool = False,
     limit: int | None = None,
+    progress: bool = True,
 ) -> ImageDataset:
     """Pascal VOC 2012 segmentation as an :class:`ImageDataset`.
 
@@ -142,6 +143,7 @@ def load_voc(
     root: the folder that holds ``VOCdevkit/VOC2012`` (default: see ``data_root``).
     download: fetch the dataset with torchvision when it is not under ``root`` (online only).
     limit: keep only the first ``limit`` ids of the split.
+    progress: show a progress bar while the pairs are decoded.
     -> images (n, 3, size, size) uint8, targets (n, size, size) int64 in 0..20 or 255 (void),
        masks (n, size, size) bool = object pixels (neither background nor void),
        info {"split", "ids", "pixels_per_class" (21 ints, void not counted),
@@ -160,7 +162,7 @@ def load_voc(
         raise RuntimeError(f"split {split!r} of {root / 'VOCdevkit' / 'VOC2012'} has no images. {_FIX}")
 
     images, targets = [], []
-    for name in tqdm(ids, desc=f"VOC {split}", unit="img"):
+    for name in tqdm(ids, desc=f"VOC {split}", unit="img", disable=not progress):
         image, labels = _decode_pair(*pairs[name], size)
         images.append(rearrange(torch.from_numpy(image.copy()), "h w c -> c h w"))
         targets.append(torch.from_numpy(labels.astype(np.int64)))
