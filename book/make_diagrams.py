@@ -117,8 +117,9 @@ def simplified(ax):
 def external(ax):
     ax.set_title("(c) external attention, eqs. (7)-(8)", fontsize=TITLE_FONT, pad=8)
     f = box(ax, 2.6, 8.2, r"$F$", TENSOR)
-    mk = box(ax, 5.0, 6.1, r"$M_k$", MEMORY, width=1.2)
-    mv = box(ax, 5.0, 1.9, r"$M_v$", MEMORY, width=1.2)
+    # the memories sit far enough right that the S x d labels clear both boxes
+    mk = box(ax, 5.6, 6.1, r"$M_k$", MEMORY, width=1.1)
+    mv = box(ax, 5.6, 1.9, r"$M_v$", MEMORY, width=1.1)
     logits = box(ax, 2.6, 6.1, r"$F M_k^{\top}$", OPERATION)
     arrow(ax, f, logits, r"$N{\times}d$", side="left", offset=0.1)
     arrow(ax, mk, logits, r"$S{\times}d$")
@@ -127,7 +128,7 @@ def external(ax):
     out = box(ax, 2.6, 1.9, r"$F_{out} = A M_v$", OPERATION, width=2.3)
     arrow(ax, norm, out, r"$A$: $N{\times}S$", side="left")
     arrow(ax, mv, out, r"$S{\times}d$")
-    ax.text(5.2, 4.0, "memories:\nlearned,\nshared by\nall samples", ha="center", va="center", fontsize=LABEL_FONT,
+    ax.text(5.4, 4.0, "memories:\nlearned,\nshared by\nall samples", ha="center", va="center", fontsize=LABEL_FONT,
             color="#3d8b4f")
     result = box(ax, 2.6, 0.3, r"output", TENSOR)
     arrow(ax, out, result, r"$N{\times}d$", side="left")

@@ -145,8 +145,15 @@ def test_attention_table_writes_plain_numbers_a_reader_can_compare():
            "skipped": False, "forward_ms": 7660.0, "forward_backward_ms": 17912.4,
            "forward_peak_mb": 2060.1, "forward_backward_peak_mb": 0.4372}
     table = bench.format_attention_table([row])
-    assert "| 16,384 | SA plain | 7,660 | 17,912 | 2,060 | 0.437 |" in table
+    assert "| 16,384 | SA\u00a0plain | 7,660 | 17,912 | 2,060 | 0.437 |" in table
     assert "e+" not in table
+
+
+def test_attention_table_keeps_each_mixer_name_on_one_line(attention_rows):
+    rows, _ = attention_rows
+    table = bench.format_attention_table(rows)
+    assert "| SA\u00a0fused |" in table  # a non-breaking space: a narrow column cannot wrap it
+    assert "| SA fused |" not in table
 
 
 def test_load_results_reads_the_latest_file_of_a_kind(tmp_path):
@@ -182,6 +189,25 @@ def test_plot_attention_bench_draws_time_and_memory_on_log_axes(attention_rows):
     assert list(time_axes.get_xticks()) == [16, 32]  # the measured N
     (legend,) = fig.legends  # one legend for both panels: three mixers and two guides
     assert len(legend.get_texts()) == 5
+
+
+def test_plot_attention_bench_starts_the_guides_below_every_curve(attention_rows):
+    _, out = attention_rows
+    fig = bench.plot_attention_bench(bench.load_results("attention", root=out))
+    for ax in fig.axes:
+        *curves, linear, quadratic = ax.get_lines()
+        lowest_first_point = min(line.get_ydata()[0] for line in curves)
+        assert linear.get_ydata()[0] == quadratic.get_ydata()[0] == lowest_first_point / 2
+
+
+def test_plot_attention_bench_labels_more_than_the_powers_of_ten():
+    rows = [{"tokens": n, "dtype": "float32", "mixer": "external", "label": "external attention",
+             "skipped": False, "forward_ms": ms, "forward_peak_mb": 1.0}
+            for n, ms in ((16, 1.0), (64, 30.0))]
+    fig = bench.plot_attention_bench(rows)
+    time_axes = fig.axes[0]
+    ticks = [t for t in time_axes.get_yticks() if 1.0 / 2 <= t <= 30.0]
+    assert [time_axes.yaxis.get_major_formatter()(t) for t in ticks] == ["0.5", "1", "2", "5", "10", "20"]
 
 
 def test_plot_attention_bench_takes_a_title():

@@ -9,6 +9,7 @@ during one call, above what was allocated before it (weights and inputs are not 
 from __future__ import annotations
 
 import gc
+import math
 import os
 from collections.abc import Sequence
 from functools import partial
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -230,6 +232,11 @@ def short_name(row: dict) -> str:
     return SHORT_NAMES.get(row["mixer"], row.get("label", row["mixer"]))
 
 
+def _table_name(row: dict) -> str:
+    """:func:`short_name` with non-breaking spaces, so that a narrow table column never wraps it."""
+    return short_name(row).replace(" ", "\u00a0")
+
+
 def _cell(value: float | None, digits: int = 3) -> str:
     """A plain number a reader can compare down a column: 17,900 / 41.2 / 0.437, never 1.79e+04."""
     if value is None:
@@ -249,7 +256,7 @@ def format_attention_table(results: list[dict] | dict) -> str:
     several = len({row["dtype"] for row in rows}) > 1
 
     def name(row: dict) -> str:
-        return f"{short_name(row)}, {row['dtype']}" if several else short_name(row)
+        return f"{_table_name(row)}, {row['dtype']}" if several else _table_name(row)
 
     lines = [
         "| N | mixer | fwd ms | fwd+bwd ms | fwd peak MiB | fwd+bwd peak MiB |",
@@ -274,20 +281,35 @@ def format_attention_table(results: list[dict] | dict) -> str:
     return "\n".join(lines)
 
 
+def _log_ticks(ax, values: list[float]) -> None:
+    """Ticks at 1, 2, 5 x 10^k (or 1, 3 x 10^k, or 10^k) for the range of ``values``, as plain numbers.
+
+    Matplotlib's default labels only the powers of ten, which leaves a panel that spans one
+    decade with two labels.
+    """
+    low, high = min(values), max(values)
+    decades = math.log10(high / low) if low > 0 else 0.0
+    subs = (1.0, 2.0, 5.0) if decades < 2.5 else (1.0, 3.0) if decades < 4 else (1.0,)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_attention_bench(results: list[dict] | dict, *, title: str | None = None) -> Figure:
     """Log-log plot of time and peak memory against N, one line per mixer and dtype.
 
-    Grey guides with slope 1, O(N), and slope 2, O(N^2), start at the cheapest case of the
-    smallest N and show which curve grows how; one legend under both panels names the mixers
-    and the guides. The x ticks are the measured N. ``title`` defaults to the device and date
-    of a results document (none for a plain list of rows). Uses forward + backward numbers
-    when measured.
+    Grey guides with slope 1, O(N), and slope 2, O(N^2), start at half the cheapest case of the
+    smallest N (below the curves, so that no guide hides one) and show which curve grows how; one
+    legend under both panels names the mixers and the guides. The x ticks are the measured N.
+    ``title`` defaults to the device and date of a results document (none for a plain list of
+    rows). Uses forward + backward numbers when measured.
     """
     rows = [row for row in result_rows(results) if not row["skipped"]]
     colors = {"self": "tab:red", "self_fused": "tab:orange", "external": "tab:blue"}
     styles = {"float32": "-", "bfloat16": "--"}
     passes = "forward + backward" if any("forward_backward_ms" in row for row in rows) else "forward"
-    fig = Figure(figsize=(8.5, 4.4), layout="constrained")
+    # 8.5 in wide and large type: legible in a page column of 650 to 740 px
+    fig = Figure(figsize=(8.5, 5.0), layout="constrained")
     axes = fig.subplots(1, 2)
     panels = ((axes[0], "ms", f"{passes} time (ms)"), (axes[1], "peak_mb", f"{passes} peak memory (MiB)"))
     sizes = sorted({row["tokens"] for row in rows})
@@ -302,23 +324,24 @@ def plot_attention_bench(results: list[dict] | dict, *, title: str | None = None
             curves += ax.plot(n, y, styles.get(dtype, ":"), marker="o", color=colors.get(mixer), label=label)
         if rows:
             n_min, n_max = sizes[0], sizes[-1]
-            y_min = min(_cost(row, key) for row in rows if row["tokens"] == n_min)
+            y_min = min(_cost(row, key) for row in rows if row["tokens"] == n_min) / 2
             for slope, style, text in ((1, ":", "O(N) guide, slope 1"), (2, "--", "O(N²) guide, slope 2")):
                 ends = [y_min, y_min * (n_max / n_min) ** slope]
-                guides += ax.plot([n_min, n_max], ends, style, color="0.55", lw=1.2, zorder=0, label=text)
+                guides += ax.plot([n_min, n_max], ends, style, color="0.55", lw=1.4, zorder=0, label=text)
+            _log_ticks(ax, [_cost(row, key) for row in rows] + [y_min])
             ax.set_xticks(sizes, [f"{n:,}" for n in sizes], minor=False)
             ax.set_xticks([], minor=True)
-        ax.set_xlabel("tokens N", fontsize=10)
-        ax.set_ylabel(ylabel, fontsize=10)
-        ax.tick_params(labelsize=10)
+        ax.set_xlabel("tokens N", fontsize=12)
+        ax.set_ylabel(ylabel, fontsize=12)
+        ax.tick_params(labelsize=11)
         ax.grid(True, which="both", alpha=0.3)
         handles = curves + guides
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=3 if len(handles) > 4 else 2, fontsize=10)
+        fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=11)
     if title is None and isinstance(results, dict):
         device = results["device"]
         threads = f"{device['threads']} thread" + ("s" if device["threads"] != 1 else "")
         title = f"{device['name']} ({threads}), torch {device['torch']}, {results['date']}"
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=13)
     return fig
