@@ -280,6 +280,12 @@ def test_plot_explanations_draws_the_image_then_one_column_per_map_set(images):
         plot_explanations(images, {"SA": torch.rand(3, 8, 8)})
 
 
+def test_plot_explanations_panel_sets_the_side_of_each_map(images):
+    fig = plot_explanations(images, {"saliency": torch.rand(2, 8, 8)}, panel=1.4)
+    assert tuple(fig.get_size_inches()) == pytest.approx((2 * 1.4, 2 * 1.4))
+    plt.close(fig)
+
+
 def test_plot_explanations_colour_bar_says_each_map_has_its_own_range(images):
     fig = plot_explanations(images, {"saliency": torch.rand(2, 8, 8)})
     assert fig.axes[-1].get_ylabel() == "each map on its own range"
@@ -296,6 +302,7 @@ def test_plot_faithfulness_draws_a_panel_per_mode_with_auc_in_the_legend(model, 
     fig = plot_faithfulness(curves)
     assert [ax.get_title().split()[0] for ax in fig.axes] == ["deletion", "insertion"]
     assert "AUC" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    assert fig.axes[0].get_ylabel() == "probability of the predicted class"
     plt.close(fig)
 
 

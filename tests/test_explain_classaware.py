@@ -7,6 +7,8 @@ from torch import nn
 
 from eaviz.attention import ExternalAttention
 from eaviz.explain import (
+    AucDifference,
+    AucTable,
     auc_differences,
     bootstrap_interval,
     centre_prior,
@@ -167,17 +169,25 @@ def test_curve_differences_pair_every_method_with_the_named_reference():
     assert deletion.better and table[1].better and "wrong" in str(table)
 
 
-def test_difference_tables_print_one_line_per_method_and_name_the_reference_once():
+def test_difference_tables_print_one_table_per_mode_and_name_the_reference_once():
     model, x = TopLeft(), 0.5 + 0.5 * images(8, 8)
     right = torch.zeros(8, 2, 2)
     right[:, 0, 0] = 1
     curves = faithfulness_curves(model, x, {"top-left": right, "wrong": 1 - right}, target=0, steps=4, baseline="zero")
     table = curve_differences(curves, "wrong", resamples=200)
-    lines = str(table).splitlines()
-    assert lines[0].startswith("Reference: wrong (deletion AUC") and "8 images" in lines[0]
-    assert lines[1].split()[:3] == ["map", "deletion", "AUC"]
-    assert lines[2].startswith("top-left") and lines[2].count("✓") == 2 and len(lines) == 3
-    assert "| top-left |" in table._repr_markdown_()
+    caption, deletion, insertion = str(table).split("\n\n")
+    assert caption.startswith("Reference: wrong (deletion AUC") and "8 images" in caption
+    for block, mode in ((deletion, "deletion"), (insertion, "insertion")):
+        title, header, row = block.splitlines()
+        assert title.startswith(mode) and header.split() == ["map", "AUC", "difference", "95%", "interval"]
+        assert row.startswith("top-left") and row.endswith("] ✓")
+    assert table._repr_markdown_().count("| top-left |") == 2
+
+
+def test_difference_tables_never_print_a_nonzero_interval_end_as_zero():
+    row = AucDifference("map", "insertion", 0.02, 0.00004, 0.04, 0.6, 0.58, 100, 0.95, "centre prior")
+    interval = AucTable([row]).rows("insertion")[0][-1]
+    assert interval == "[+0.00004, +0.040] ✓"
 
 
 def test_curve_differences_name_a_missing_reference():

@@ -38,6 +38,7 @@ def plot_explanations(
     cmap: str = "inferno",
     alpha: float = 0.6,
     colorbar: bool = True,
+    panel: float = 1.8,
 ) -> Figure:
     """Images in the first column, then one overlaid column per named map set.
 
@@ -46,6 +47,8 @@ def plot_explanations(
     be coarser than the image (an 8 x 8 token map) and are stretched over it, on a grey copy
     of the image. Each map is min-max scaled per image, so colours compare *where* a map is
     high, not how high; ``colorbar`` adds a bar that says so (from "its lowest" to "its highest").
+    ``panel``: the side of one panel in inches; keep ``panel * (1 + len(columns))`` within the
+    page's 8.5 in, so that the 11-point titles stay that size on the page.
     """
     images = check_images(images).detach().cpu()
     columns = {title: _as_maps(maps, f"columns[{title!r}]").cpu() for title, maps in columns.items()}
@@ -56,32 +59,36 @@ def plot_explanations(
                 f"got {tuple(maps.shape)}"
             )
     rows, cols = images.shape[0], 1 + len(columns)
-    fig = Figure(figsize=(1.8 * cols, 1.8 * rows), layout="constrained")
+    fig = Figure(figsize=(panel * cols, panel * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for i in range(rows):
         overlay(images[i], ax=axes[i, 0])
         for j, maps in enumerate(columns.values(), start=1):
             overlay(images[i], maps[i], cmap=cmap, alpha=alpha, gray=True, ax=axes[i, j])
     for j, title in enumerate(["image", *columns]):
-        axes[0, j].set_title(title, fontsize=9)
+        axes[0, j].set_title(title, fontsize=11)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     if colorbar:
         bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=axes, shrink=0.6, aspect=30, ticks=[0, 1])
-        bar.ax.set_yticklabels(["its lowest", "its highest"], fontsize=9)
-        bar.set_label("each map on its own range", fontsize=9)
+        bar.ax.set_yticklabels(["its lowest", "its highest"], fontsize=10)
+        bar.set_label("each map on its own range", fontsize=10)
     return fig
 
 
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
-def plot_faithfulness(curves: Mapping[str, Curve | Mapping[str, Curve]]) -> Figure:
+def plot_faithfulness(
+    curves: Mapping[str, Curve | Mapping[str, Curve]], *, scored: str = "the predicted class"
+) -> Figure:
     """One panel per mode, stacked, the batch-mean curve of every method, its mean AUC in the legend.
 
     curves: the output of :func:`faithfulness_curves`, or {method: Curve}. Each method keeps
     its colour and line style in both panels; the legends sit beside the panels, off the curves.
+    scored: the class whose probability the curves follow, for the y label (the curves'
+    default target is the prediction on the intact images).
     """
     panels: dict[str, list[tuple[str, Curve]]] = {}
     for name, value in curves.items():
@@ -112,7 +119,7 @@ def plot_faithfulness(curves: Mapping[str, Curve | Mapping[str, Curve]]) -> Figu
         better = "lower" if mode == "deletion" else "higher"
         ax.set_title(f"{mode} ({better} AUC is better)", fontsize=11)
         ax.set_xlabel(f"fraction of pixels {'removed' if mode == 'deletion' else 'inserted'}", fontsize=10)
-        ax.set_ylabel("probability of the class", fontsize=10)
+        ax.set_ylabel(f"probability of {scored}", fontsize=10)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.02, 0.5), handlelength=2.8, frameon=False)

@@ -51,15 +51,25 @@ class AucDifference:
         return self.high < 0 if self.mode == "deletion" else self.low > 0
 
 
+def _bound(value: float) -> str:
+    """An interval end to 3 decimals, or to as many more (up to 6) as it takes to show that a value
+    near 0 is not 0: a check mark beside an end printed +0.000 would look like a tie."""
+    for decimals in range(3, 7):
+        text = f"{value:+.{decimals}f}"
+        if value == 0 or float(text) != 0:
+            return text
+    return text
+
+
 class AucTable(list):
-    """A list of :class:`AucDifference` rows that prints (and renders in Jupyter) as a table.
+    """A list of :class:`AucDifference` rows that prints (and renders in Jupyter) as two tables.
 
-    One line per method, deletion and insertion side by side; the reference and its AUCs
-    are named once, in the caption above the table, and a check mark flags the differences
-    whose interval lies on the better side of 0.
+    One table per mode (deletion, then insertion), one line per method in each: its mean AUC,
+    its mean difference from the reference and the interval of that difference, each in a
+    column of its own so that no cell is wide enough to wrap on a page. The reference and its
+    AUCs are named once, in the caption above the tables; a check mark flags the intervals
+    that lie on the better side of 0.
     """
-
-    HEADER = ("map", "deletion AUC", "difference (interval)", "insertion AUC", "difference (interval)")
 
     def caption(self) -> str:
         if not self:
@@ -76,38 +86,54 @@ class AucTable(list):
         level = self[0].level
         return (
             f"Reference: {reference}, {self[0].images} images. Difference: the map's AUC minus the "
-            f"reference's, paired per image, with its {level:.0%} bootstrap interval; ✓: the interval "
+            f"reference's, paired per image, with its {level:.0%} bootstrap interval; ✓: the whole interval "
             "lies on the better side of 0 (below for deletion, above for insertion)."
         )
 
-    def rows(self) -> list[tuple[str, ...]]:
-        by_method: dict[str, dict[str, AucDifference]] = {}
-        for row in self:
-            by_method.setdefault(row.method, {})[row.mode] = row
+    def header(self) -> tuple[str, ...]:
+        level = self[0].level if self else 0.95
+        return ("map", "AUC", "difference", f"{level:.0%} interval")
+
+    def modes(self) -> list[str]:
+        """The modes that have rows, deletion first."""
+        return [mode for mode in MODES if any(row.mode == mode for row in self)]
+
+    def rows(self, mode: str) -> list[tuple[str, ...]]:
+        """The cells of one mode's table: (map, AUC, difference, interval), one tuple per method."""
         lines = []
-        for method, modes in by_method.items():
-            cells = [method]
-            for mode in MODES:
-                row = modes.get(mode)
-                if row is None:
-                    cells += ["–", "–"]
-                    continue
-                mark = " ✓" if row.better else ""
-                cells += [f"{row.auc:.3f}", f"{row.difference:+.3f} [{row.low:+.3f}, {row.high:+.3f}]{mark}"]
-            lines.append(tuple(cells))
+        for row in self:
+            if row.mode != mode:
+                continue
+            mark = " ✓" if row.better else ""
+            interval = f"[{_bound(row.low)}, {_bound(row.high)}]{mark}"
+            lines.append((row.method, f"{row.auc:.3f}", f"{row.difference:+.3f}", interval))
         return lines
 
+    @staticmethod
+    def title(mode: str) -> str:
+        return f"{mode} ({'lower' if mode == 'deletion' else 'higher'} AUC is better)"
+
     def __str__(self) -> str:
-        lines = [self.HEADER, *self.rows()]
-        widths = [max(len(line[k]) for line in lines) for k in range(len(self.HEADER))]
-        table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
-        return self.caption() + "\n" + table
+        parts = [self.caption()]
+        for mode in self.modes():
+            lines = [self.header(), *self.rows(mode)]
+            widths = [max(len(cell) for cell in column) for column in zip(*lines)]
+            table = "\n".join(
+                "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines
+            )
+            parts.append(f"{self.title(mode)}:\n{table}")
+        return "\n\n".join(parts)
 
     __repr__ = __str__
 
     def _repr_markdown_(self) -> str:
-        lines = [self.HEADER, ("---", "---:", "---", "---:", "---"), *self.rows()]
-        return self.caption() + "\n\n" + "\n".join("| " + " | ".join(line) + " |" for line in lines)
+        parts = [self.caption()]
+        for mode in self.modes():
+            lines = [self.header(), ("---", "---:", "---:", "---"), *self.rows(mode)]
+            table = "\n".join("| " + " | ".join(line) + " |" for line in lines)
+            title = self.title(mode)
+            parts.append(f"**{title[0].upper() + title[1:]}**\n\n{table}")
+        return "\n\n".join(parts)
 
 
 def bootstrap_interval(

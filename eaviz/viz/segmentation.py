@@ -90,7 +90,7 @@ def plot_segmentations(
         for j, labels in enumerate(columns.values(), start=1):
             overlay(images[i], labels[i].float(), cmap=cmap, alpha=alpha, vmin=-0.5, vmax=255.5, ax=axes[i, j])
     for j, title in enumerate(["image", *columns]):
-        axes[0, j].set_title(title, fontsize=9)
+        axes[0, j].set_title(title, fontsize=11)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -100,7 +100,7 @@ def plot_segmentations(
     handles = [
         Patch(facecolor=palette[c] / 255, edgecolor="0.3", label=names.get(c, str(c))) for c in seen
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=10, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=11, frameon=False)
     return fig
 
 
@@ -129,7 +129,8 @@ def plot_confusion_matrix(
     ax.set_xlabel("predicted class", fontsize=11)
     ax.set_ylabel("true class", fontsize=11)
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
-    bar.set_label("share of the true class's pixels", fontsize=10)
+    bar.ax.tick_params(labelsize=10)
+    bar.set_label("share of the true class's pixels", fontsize=11)
     ax.set_title(title or "confusion matrix (rows sum to 1; grey: class absent)", fontsize=11)
     return fig
 
@@ -182,7 +183,7 @@ def plot_class_iou(
         handles.append(Patch(facecolor="0.9", hatch="//", edgecolor="0.4", label="barely seen in training"))
     # above the bars, under the title: inside the axes it would cover them
     ax.legend(
-        handles=handles, fontsize=9, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False
+        handles=handles, fontsize=10, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False
     )
     ax.set_xticks(x, classes, rotation=90, fontsize=10)
     ax.set_xlim(-0.6, len(classes) - 0.4)
