@@ -12,6 +12,7 @@ from eaviz.attention import ExternalAttention
 from eaviz.data.dataset import ImageDataset
 from eaviz.models import Classifier, ClassifierConfig
 from eaviz.viz.stats import (
+    ObjectAttention,
     attention_entropy,
     entropy_by_norm,
     object_attention_fraction,
@@ -173,3 +174,9 @@ def test_a_heat_map_of_64_units_labels_every_second_unit_in_9_point_type():
     labels = heat.axes[0].get_xticklabels()
     assert len(labels) == 32 and all(label.get_fontsize() >= 9 for label in labels)
     assert heat.get_size_inches()[0] <= 8.5
+
+
+def test_object_attention_plot_ends_its_y_axis_just_above_the_tallest_bar():
+    result = ObjectAttention("blocks.1.mixer", torch.tensor([0.38, 0.2, 0.05]), torch.full((3,), 0.18))
+    low, high = plot_object_attention(result).axes[0].get_ylim()
+    assert low == 0 and high == pytest.approx(0.45)

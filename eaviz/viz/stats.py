@@ -204,11 +204,12 @@ def plot_object_attention(result: ObjectAttention, *, sort: bool = True, title: 
     step = _tick_step(len(units))
     ax.set_xticks(x[::step], [str(int(u)) for u in units[::step]], fontsize=9, rotation=90)
     ax.set_xlim(-0.7, len(units) - 0.3)
-    ax.set_ylim(0, 1)
+    top = max(float(result.on_object.max()), float(result.chance.max()))
+    ax.set_ylim(0, min(1.0, math.ceil(top * 1.15 / 0.05) / 20))  # next multiple of 0.05 above the bars
     ax.set_xlabel("memory unit" + (" (sorted by on-object / chance)" if sort else ""))
     ax.set_ylabel("fraction of attention mass")
-    ax.legend(fontsize=9, loc="upper right")
-    ax.set_title(title or f"where the memory units of {result.layer} look", fontsize=10)
+    ax.legend(fontsize=10, loc="upper right")
+    ax.set_title(title or f"where the memory units of {result.layer} look", fontsize=11)
     return fig
 
 
@@ -357,6 +358,6 @@ def plot_class_selectivity(
     ax.set_xlabel("memory unit, most selective first")
     ax.set_ylabel("class selectivity")
     ax.set_ylim(0, min(1.0, max(1, math.ceil(top * 1.15 / 0.05)) / 20))  # up to the next multiple of 0.05
-    ax.legend(fontsize=9)
-    ax.set_title(title or "how much each memory unit prefers one class", fontsize=10)
+    ax.legend(fontsize=10)
+    ax.set_title(title or "how much each memory unit prefers one class", fontsize=11)
     return ax.figure
