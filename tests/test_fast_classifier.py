@@ -213,7 +213,7 @@ def test_recipe_learns_well_above_chance_in_a_few_steps():
     history = train_fast(model, train_set, val_set, _tiny_recipe(epochs=4), progress_bar=False)
     assert history.last["steps"] == 4 * 16
     # chance: 0.10; on CIFAR-10 (1,024 images drawn across the classes) this run reaches 0.21, other
-    # initial weights and recipe seeds 0.21-0.26; on the synthetic shapes 0.64
+    # initial weights and recipe seeds 0.22-0.23; on the synthetic shapes 0.64
     assert history.last["val_accuracy"] > 0.17
 
 
