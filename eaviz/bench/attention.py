@@ -27,6 +27,7 @@ from eaviz.bench.measure import MB, bench_device, peak_memory_bytes, time_call
 from eaviz.bench.results import finish, result_rows
 from eaviz.paths import writable_folder
 from eaviz.registry import kind_of
+from eaviz.viz.page import PAGE_INCHES
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # The book's comparison: name -> (label, mixer). Other names are looked up in eaviz.attention.MIXERS.
@@ -308,8 +309,8 @@ def plot_attention_bench(results: list[dict] | dict, *, title: str | None = None
     colors = {"self": "tab:red", "self_fused": "tab:orange", "external": "tab:blue"}
     styles = {"float32": "-", "bfloat16": "--"}
     passes = "forward + backward" if any("forward_backward_ms" in row for row in rows) else "forward"
-    # 8.5 in wide and large type: legible in a page column of 650 to 740 px
-    fig = Figure(figsize=(8.5, 5.0), layout="constrained")
+    # page wide and large type: legible in a page column of 650 to 740 px
+    fig = Figure(figsize=(PAGE_INCHES, 5.0), layout="constrained")
     axes = fig.subplots(1, 2)
     panels = ((axes[0], "ms", f"{passes} time (ms)"), (axes[1], "peak_mb", f"{passes} peak memory (MiB)"))
     sizes = sorted({row["tokens"] for row in rows})

@@ -18,6 +18,11 @@ MODES = ("deletion", "insertion")
 BASELINES = ("blur", "zero", "mean")
 
 
+def mode_title(mode: str) -> str:
+    """``"deletion (lower AUC is better)"`` or ``"insertion (higher AUC is better)"``."""
+    return f"{mode} ({'lower' if mode == 'deletion' else 'higher'} AUC is better)"
+
+
 @dataclass(frozen=True)
 class Curve:
     """A deletion or insertion curve for a batch of images.

@@ -10,7 +10,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from eaviz._checks import check_images
-from eaviz.explain.faithfulness import MODES, Curve
+from eaviz.explain.faithfulness import MODES, Curve, mode_title
 from eaviz.viz.overlay import overlay
 
 
@@ -116,8 +116,7 @@ def plot_faithfulness(
                 linewidth=1.8,
                 **styles[name],
             )
-        better = "lower" if mode == "deletion" else "higher"
-        ax.set_title(f"{mode} ({better} AUC is better)", fontsize=11)
+        ax.set_title(mode_title(mode), fontsize=11)
         ax.set_xlabel(f"fraction of pixels {'removed' if mode == 'deletion' else 'inserted'}", fontsize=10)
         ax.set_ylabel(f"probability of {scored}", fontsize=10)
         ax.set_xlim(0, 1)

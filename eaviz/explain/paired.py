@@ -22,7 +22,7 @@ from torch import nn
 
 from eaviz._checks import check_positive_int
 from eaviz.explain.attribution import Target, frozen_eval, target_classes
-from eaviz.explain.faithfulness import MODES, Curve, deletion_curve
+from eaviz.explain.faithfulness import MODES, Curve, deletion_curve, mode_title
 from eaviz.viz.record import model_device
 
 
@@ -109,10 +109,6 @@ class AucTable(list):
             lines.append((row.method, f"{row.auc:.3f}", f"{row.difference:+.3f}", interval))
         return lines
 
-    @staticmethod
-    def title(mode: str) -> str:
-        return f"{mode} ({'lower' if mode == 'deletion' else 'higher'} AUC is better)"
-
     def __str__(self) -> str:
         parts = [self.caption()]
         for mode in self.modes():
@@ -121,7 +117,7 @@ class AucTable(list):
             table = "\n".join(
                 "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines
             )
-            parts.append(f"{self.title(mode)}:\n{table}")
+            parts.append(f"{mode_title(mode)}:\n{table}")
         return "\n\n".join(parts)
 
     __repr__ = __str__
@@ -131,7 +127,7 @@ class AucTable(list):
         for mode in self.modes():
             lines = [self.header(), ("---", "---:", "---:", "---"), *self.rows(mode)]
             table = "\n".join("| " + " | ".join(line) + " |" for line in lines)
-            title = self.title(mode)
+            title = mode_title(mode)
             parts.append(f"**{title[0].upper() + title[1:]}**\n\n{table}")
         return "\n\n".join(parts)
 

@@ -19,6 +19,7 @@ from matplotlib.patches import Patch
 from eaviz._checks import check_images
 from eaviz.data.dataset import VOID
 from eaviz.viz.overlay import overlay
+from eaviz.viz.page import PAGE_INCHES
 
 
 def voc_palette() -> np.ndarray:
@@ -162,8 +163,8 @@ def plot_class_iou(
         raise ValueError(f"expected rare classes in [0, {len(classes)}), got {rare}")
     x = np.arange(len(classes))
     width = 0.8 / len(tables)
-    # at most the page's 8.5 in wide, so that the class names keep their size on the page
-    inches = min(8.5, max(6.0, 0.45 * len(classes) * max(1, len(tables) / 2)))
+    # at most the page's width, so that the class names keep their size on the page
+    inches = min(PAGE_INCHES, max(6.0, 0.45 * len(classes) * max(1, len(tables) / 2)))
     fig = Figure(figsize=(inches, 4.4), layout="constrained")
     ax = fig.subplots()
     for c in rare:

@@ -128,6 +128,11 @@ def plot_unit_class_heatmap(
     return fig
 
 
+def _axis_top(top: float) -> float:
+    """Where a y axis of shares ends: the next multiple of 0.05 above ``top`` plus 15% room, at most 1."""
+    return min(1.0, max(1, math.ceil(top * 1.15 / 0.05)) / 20)
+
+
 def _tick_step(count: int, most: int = 32) -> int:
     """Label every unit up to ``most`` of them, else every 2nd, 3rd, ...: 9-point labels that fit a page."""
     return max(1, math.ceil(count / most))
@@ -205,7 +210,7 @@ def plot_object_attention(result: ObjectAttention, *, sort: bool = True, title: 
     ax.set_xticks(x[::step], [str(int(u)) for u in units[::step]], fontsize=9, rotation=90)
     ax.set_xlim(-0.7, len(units) - 0.3)
     top = max(float(result.on_object.max()), float(result.chance.max()))
-    ax.set_ylim(0, min(1.0, math.ceil(top * 1.15 / 0.05) / 20))  # next multiple of 0.05 above the bars
+    ax.set_ylim(0, _axis_top(top))
     ax.set_xlabel("memory unit" + (" (sorted by on-object / chance)" if sort else ""))
     ax.set_ylabel("fraction of attention mass")
     ax.legend(fontsize=10, loc="upper right")
@@ -357,7 +362,7 @@ def plot_class_selectivity(
         ax.plot(np.arange(1, len(ranked) + 1), ranked, marker=".", label=f"{name} (median {values.median():.2f})")
     ax.set_xlabel("memory unit, most selective first")
     ax.set_ylabel("class selectivity")
-    ax.set_ylim(0, min(1.0, max(1, math.ceil(top * 1.15 / 0.05)) / 20))  # up to the next multiple of 0.05
+    ax.set_ylim(0, _axis_top(top))
     ax.legend(fontsize=10)
     ax.set_title(title or "how much each memory unit prefers one class", fontsize=11)
     return ax.figure
